@@ -1,0 +1,200 @@
+//! The two I/O traits a backend implements: [`ProcessLauncher`] and [`Filesystem`].
+//!
+//! The lifecycle machine decides; the [`Pool`](crate::Pool) carries its decisions out
+//! through these traits. The simulated world (`browserpool-sim`) and the Chromium backend
+//! (`browserpool-chrome`) implement the same traits, so a scenario that passes in
+//! simulation exercises the same decisions against a real browser.
+
+use std::any::Any;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use crate::error::BackendError;
+use crate::session::SessionId;
+
+/// What to launch: one browser for one session, living entirely inside `dir`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaunchSpec {
+    /// The session being launched.
+    pub id: SessionId,
+    /// The session's fresh, empty, private (0700) directory, already created by the
+    /// pool. Everything the browser writes (profile, temp files) must go inside it.
+    pub dir: PathBuf,
+}
+
+/// How hard to stop a browser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KillStage {
+    /// Ask it to exit (for Chrome: CDP `Browser.close`).
+    Graceful,
+    /// Kill the whole process tree now (for Chrome: SIGKILL to its process group).
+    Force,
+}
+
+/// A process found by [`ProcessLauncher::find_orphans`], proven to belong to a leftover
+/// session directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Orphan {
+    /// Its process id at the time it was found.
+    pub pid: u32,
+    /// The directory it was proven to belong to.
+    pub dir: PathBuf,
+    /// How ownership was proven (for the sweep report), e.g. "SingletonLock names
+    /// host-1234 and /proc/1234/cmdline has --user-data-dir=<dir>".
+    pub proof: String,
+}
+
+/// Memory used by one session's whole process tree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Resident set size summed over the tree, in bytes (shared pages counted per process).
+    pub rss_bytes: u64,
+    /// Proportional set size summed over the tree, in bytes, where the backend can
+    /// measure it (0 otherwise).
+    pub pss_bytes: u64,
+    /// Live processes in the tree.
+    pub processes: u32,
+}
+
+/// Launches, watches and kills browser process trees.
+///
+/// Guarantees an implementation must give:
+/// - `launch` returns a process whose whole tree can later be killed by `kill`. If it
+///   fails, times out or its future is dropped, everything it started is killed and
+///   reaped before it returns or is dropped: a failed launch leaves no process.
+/// - `kill(Force)` signals every process of the tree; it does not wait.
+/// - `wait_gone` resolves only when no live process of the tree remains (a zombie counts
+///   as gone: it holds no memory). It is cancel-safe.
+/// - `exited` resolves when the browser's main process exits, whether by itself or by a
+///   kill, with a short description ("exit code 0", "killed by signal 9"). Cancel-safe.
+/// - `kill_on_drop` is synchronous and bounded (at most about a second): it is the
+///   safety net called from `Drop`, possibly while unwinding, inside or outside a
+///   runtime. It must not panic.
+/// - `find_orphans` reports only processes *proven* to use `dir` (never by name or PID
+///   alone: PIDs are reused), and `kill_orphan` re-checks that proof immediately before
+///   signalling, so a PID that changed hands in between is never killed.
+#[async_trait]
+pub trait ProcessLauncher: Send + Sync + 'static {
+    /// The backend's handle to a live browser (for Chrome: the child, its process group
+    /// and the CDP connection).
+    type Process: Send + Sync + 'static;
+
+    /// Launch a browser for `spec`.
+    async fn launch(&self, spec: &LaunchSpec) -> Result<Self::Process, BackendError>;
+
+    /// Stop the browser at `stage`, without waiting for it to be gone.
+    async fn kill(&self, process: &Self::Process, stage: KillStage) -> Result<(), BackendError>;
+
+    /// Resolve when no live process of the tree remains.
+    async fn wait_gone(&self, process: &Self::Process);
+
+    /// Resolve when the main process exits, describing how.
+    async fn exited(&self, process: &Self::Process) -> String;
+
+    /// Kill the whole tree synchronously, for the Drop safety net.
+    fn kill_on_drop(&self, process: &Self::Process);
+
+    /// Memory of the tree, if the backend can measure it.
+    async fn memory(&self, _process: &Self::Process) -> Option<MemoryUsage> {
+        None
+    }
+
+    /// Processes proven to belong to the leftover directory `dir`.
+    async fn find_orphans(&self, dir: &Path) -> Result<Vec<Orphan>, BackendError>;
+
+    /// Kill an orphan after re-checking its proof, and wait (bounded) until it is gone.
+    /// Returns `Ok(false)` if the proof no longer holds (the PID changed hands): nothing
+    /// was signalled.
+    async fn kill_orphan(&self, orphan: &Orphan) -> Result<bool, BackendError>;
+}
+
+/// The kind of a directory entry, read without following symlinks (`lstat`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A real directory.
+    Dir,
+    /// A symbolic link (never followed).
+    Symlink,
+    /// A regular file.
+    File,
+    /// Anything else (socket, fifo, device).
+    Other,
+}
+
+/// One entry under the pool's root whose name starts with the prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntryInfo {
+    /// The file name.
+    pub name: String,
+    /// The full path.
+    pub path: PathBuf,
+    /// What it is, from `lstat`.
+    pub kind: EntryKind,
+    /// The owning user id, from `lstat`.
+    pub uid: u32,
+}
+
+/// Whether a pool ownership marker is held by a live process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MarkerState {
+    /// Its OS lock is held: a live pool owns it. Never touch its directories.
+    Live,
+    /// Its lock is free: the pool that made it is gone.
+    Dead,
+}
+
+/// A held ownership marker. The OS lock is released when this is dropped or when the
+/// process dies, however it dies.
+pub struct MarkerLock(pub Box<dyn Any + Send + Sync>);
+
+impl fmt::Debug for MarkerLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MarkerLock")
+    }
+}
+
+/// Creates, lists and removes session directories and pool markers.
+///
+/// Guarantees an implementation must give:
+/// - nothing follows a symbolic link: listing uses `lstat`, removal unlinks a symlink
+///   instead of descending into it, at every depth;
+/// - `create_dir` makes a new directory private to the current user (0700) and fails
+///   with `AlreadyExists` if anything is already at that path;
+/// - `remove_dir_all` of a path that does not exist succeeds (it is idempotent);
+/// - `lock_marker` creates the marker if needed and holds an exclusive OS lock on it that
+///   the OS releases when the process dies (`flock`), so a live pool is recognisable and
+///   a dead one is not;
+/// - `probe_marker` never blocks: it reports `Live` if another holder has the lock.
+#[async_trait]
+pub trait Filesystem: Send + Sync + 'static {
+    /// The user id this process runs as; entries owned by anyone else are never touched.
+    fn current_uid(&self) -> u32;
+
+    /// Create a new private directory.
+    async fn create_dir(&self, path: &Path) -> Result<(), BackendError>;
+
+    /// List the entries directly under `root` whose names start with `prefix`, sorted by
+    /// name.
+    async fn list_prefixed(
+        &self,
+        root: &Path,
+        prefix: &str,
+    ) -> Result<Vec<DirEntryInfo>, BackendError>;
+
+    /// Remove a directory tree without following symlinks.
+    async fn remove_dir_all(&self, path: &Path) -> Result<(), BackendError>;
+
+    /// The same, synchronously, for the Drop safety net.
+    fn remove_dir_all_sync(&self, path: &Path) -> Result<(), BackendError>;
+
+    /// Remove a file (a dead pool's marker). Missing counts as success.
+    async fn remove_file(&self, path: &Path) -> Result<(), BackendError>;
+
+    /// Create (if needed) and exclusively lock the marker at `path`.
+    async fn lock_marker(&self, path: &Path) -> Result<MarkerLock, BackendError>;
+
+    /// Whether the marker at `path` is locked by a live process.
+    async fn probe_marker(&self, path: &Path) -> Result<MarkerState, BackendError>;
+}

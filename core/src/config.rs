@@ -1,0 +1,293 @@
+//! Pool configuration and its validation.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// What happens when a session is requested while `max_browsers` process trees are live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapacityPolicy {
+    /// Tear down the least-recently-active session that has no operation in flight and
+    /// launch the new one in its place once its processes are gone. If every session is
+    /// busy, the request waits (FIFO, bounded by [`PoolConfig::acquire_timeout`] and
+    /// [`PoolConfig::max_waiters`]) and then fails with a clear error. The default.
+    EvictLru,
+    /// Refuse at once with [`AcquireError::AtCapacity`](crate::AcquireError::AtCapacity):
+    /// the old behaviour, for callers that prefer to shed load.
+    Reject,
+    /// Queue fairly (FIFO) until a slot frees or `timeout` passes.
+    Wait {
+        /// How long a request may wait for a slot.
+        timeout: Duration,
+    },
+}
+
+/// Retry schedule for removing a directory that could not be removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay before the first retry.
+    pub initial: Duration,
+    /// Upper bound of the doubling delay. Retries never stop: a directory that cannot be
+    /// removed is retried at this interval for as long as the pool lives.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The delay before retry number `attempt` (1-based): `initial * 2^(attempt-1)`,
+    /// capped at `max`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let shift = attempt.saturating_sub(1).min(30);
+        self.initial
+            .checked_mul(1u32 << shift)
+            .map_or(self.max, |d| d.min(self.max))
+    }
+}
+
+/// Configuration of a [`Pool`](crate::Pool) and its [`Lifecycle`](crate::Lifecycle).
+///
+/// Build it with [`PoolConfig::default()`] and struct update syntax; it is checked by
+/// [`PoolConfig::validate`] when a pool or machine is constructed, so an invalid value is
+/// refused before anything is launched or removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Hard bound on live browser process trees, counting sessions being launched and
+    /// sessions being torn down until their processes are gone. Default 8.
+    pub max_browsers: usize,
+    /// A session with no client activity for this long is reaped. `None` opts out.
+    /// Default 30 minutes.
+    pub idle_timeout: Option<Duration>,
+    /// Granularity of idle reaping: idle deadlines are rounded up to a multiple of this
+    /// interval so that reaps coalesce into at most one reaper wake-up per interval. A
+    /// session is reaped between `idle_timeout` and `idle_timeout + reap_interval + tick`
+    /// after its last activity. Default 60 s.
+    pub reap_interval: Duration,
+    /// Heartbeat of the reaper task: how often it refreshes the coarse activity clock and
+    /// rechecks requests waiting for a busy pool. Also the resolution of activity stamps.
+    /// Default 1 s; must not exceed `reap_interval`.
+    pub tick: Duration,
+    /// What to do at capacity. Default [`CapacityPolicy::EvictLru`].
+    pub capacity_policy: CapacityPolicy,
+    /// Bound on how long an `EvictLru` request waits when every session is busy.
+    /// Default 30 s.
+    pub acquire_timeout: Duration,
+    /// Bound on the number of queued requests (`EvictLru` fallback and `Wait`); one more
+    /// is refused with [`AcquireError::QueueFull`](crate::AcquireError::QueueFull).
+    /// Default 1024.
+    pub max_waiters: usize,
+    /// Retire a session this long after launch, the next time it has no operation in
+    /// flight. Bounds Chrome's memory growth. Default `None`.
+    pub max_lifetime: Option<Duration>,
+    /// Retire a session after this many client operations, the next time it has no
+    /// operation in flight. Default `None`.
+    pub max_uses: Option<u64>,
+    /// A launch that has not produced a usable browser by then is abandoned, its
+    /// processes killed and its directory removed. Default 30 s.
+    pub launch_timeout: Duration,
+    /// Budget for a graceful close (for Chrome: CDP `Browser.close`) before the process
+    /// tree is killed. Zero skips the graceful step. Default 0: a pool session holds
+    /// nothing worth flushing, and SIGKILL of the process group is the fast, sure path.
+    pub kill_grace: Duration,
+    /// How long to wait for the process tree to be gone after each forced kill.
+    /// Default 5 s.
+    pub kill_timeout: Duration,
+    /// Forced kills tried before a teardown is reported as stuck. A stuck session keeps
+    /// counting against `max_browsers` and is retried every `kill_timeout`, forever: a
+    /// tree that will not die is never forgotten. Default 3.
+    pub kill_attempts: u32,
+    /// Retry schedule for directories that could not be removed. Default 100 ms doubling
+    /// to 60 s.
+    pub remove_backoff: Backoff,
+    /// Directory under which session directories are created and swept. Default
+    /// `std::env::temp_dir()`.
+    pub root: PathBuf,
+    /// Name prefix of session directories and pool markers under `root`. Default
+    /// `"browserpool-"`. A server migrating from `chromelambda-<uuid>` directories sets
+    /// `"chromelambda-"` so that the first start sweeps the old leftovers.
+    pub prefix: String,
+    /// Run the startup sweep when the pool is built. Default true.
+    pub sweep_on_start: bool,
+    /// How many ended sessions are remembered so that a late caller learns why its
+    /// session ended. Older ones are forgotten first. Default 4096.
+    pub tombstones: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_browsers: 8,
+            idle_timeout: Some(Duration::from_secs(30 * 60)),
+            reap_interval: Duration::from_secs(60),
+            tick: Duration::from_secs(1),
+            capacity_policy: CapacityPolicy::EvictLru,
+            acquire_timeout: Duration::from_secs(30),
+            max_waiters: 1024,
+            max_lifetime: None,
+            max_uses: None,
+            launch_timeout: Duration::from_secs(30),
+            kill_grace: Duration::ZERO,
+            kill_timeout: Duration::from_secs(5),
+            kill_attempts: 3,
+            remove_backoff: Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(60),
+            },
+            root: std::env::temp_dir(),
+            prefix: "browserpool-".to_owned(),
+            sweep_on_start: true,
+            tombstones: 4096,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// Check every field; the first problem found is returned with the field's name and
+    /// what to do about it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_browsers == 0 {
+            return Err(ConfigError::ZeroMaxBrowsers);
+        }
+        let positive = [
+            ("reap_interval", Some(self.reap_interval)),
+            ("tick", Some(self.tick)),
+            ("acquire_timeout", Some(self.acquire_timeout)),
+            ("launch_timeout", Some(self.launch_timeout)),
+            ("kill_timeout", Some(self.kill_timeout)),
+            ("remove_backoff.initial", Some(self.remove_backoff.initial)),
+            ("remove_backoff.max", Some(self.remove_backoff.max)),
+            ("idle_timeout", self.idle_timeout),
+            ("max_lifetime", self.max_lifetime),
+            (
+                "capacity_policy.Wait.timeout",
+                match self.capacity_policy {
+                    CapacityPolicy::Wait { timeout } => Some(timeout),
+                    _ => None,
+                },
+            ),
+        ];
+        for (field, value) in positive {
+            if let Some(d) = value {
+                if d.as_millis() == 0 {
+                    return Err(ConfigError::ZeroDuration { field });
+                }
+            }
+        }
+        if self.tick > self.reap_interval {
+            return Err(ConfigError::TickLongerThanReapInterval {
+                tick: self.tick,
+                reap_interval: self.reap_interval,
+            });
+        }
+        if self.remove_backoff.max < self.remove_backoff.initial {
+            return Err(ConfigError::BackoffInverted);
+        }
+        if self.max_uses == Some(0) {
+            return Err(ConfigError::ZeroMaxUses);
+        }
+        if self.kill_attempts == 0 {
+            return Err(ConfigError::ZeroKillAttempts);
+        }
+        if self.tombstones == 0 {
+            return Err(ConfigError::ZeroTombstones);
+        }
+        validate_prefix(&self.prefix)?;
+        if !self.root.is_absolute() {
+            return Err(ConfigError::RelativeRoot {
+                root: self.root.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A prefix must be a plain, non-empty file-name fragment of safe characters, so that a
+/// sweep can never match `.`/`..`, cross a directory boundary or match everything.
+fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
+    let ok_chars = prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if prefix.len() < 3 || !ok_chars || prefix.starts_with('.') {
+        return Err(ConfigError::BadPrefix {
+            prefix: prefix.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        assert_eq!(PoolConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn refuses_bad_values_with_the_field_name() {
+        let bad = PoolConfig {
+            max_browsers: 0,
+            ..PoolConfig::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::ZeroMaxBrowsers));
+        let bad = PoolConfig {
+            reap_interval: Duration::ZERO,
+            ..PoolConfig::default()
+        };
+        assert_eq!(
+            bad.validate(),
+            Err(ConfigError::ZeroDuration {
+                field: "reap_interval"
+            })
+        );
+        let bad = PoolConfig {
+            idle_timeout: Some(Duration::ZERO),
+            ..PoolConfig::default()
+        };
+        assert_eq!(
+            bad.validate(),
+            Err(ConfigError::ZeroDuration {
+                field: "idle_timeout"
+            })
+        );
+        for prefix in ["", "..", "a/b", "x", ".hidden", "tmp*"] {
+            let bad = PoolConfig {
+                prefix: prefix.to_owned(),
+                ..PoolConfig::default()
+            };
+            assert!(
+                matches!(bad.validate(), Err(ConfigError::BadPrefix { .. })),
+                "{prefix:?}"
+            );
+        }
+        let bad = PoolConfig {
+            root: PathBuf::from("relative"),
+            ..PoolConfig::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::RelativeRoot { .. })
+        ));
+        let bad = PoolConfig {
+            tick: Duration::from_secs(120),
+            ..PoolConfig::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::TickLongerThanReapInterval { .. })
+        ));
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        assert_eq!(b.delay(1), Duration::from_millis(100));
+        assert_eq!(b.delay(2), Duration::from_millis(200));
+        assert_eq!(b.delay(4), Duration::from_millis(800));
+        assert_eq!(b.delay(5), Duration::from_secs(1));
+        assert_eq!(b.delay(60), Duration::from_secs(1));
+    }
+}

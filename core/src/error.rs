@@ -1,0 +1,194 @@
+//! Typed errors. Each names what happened, to which session, and what the caller can do.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::session::{EndReason, SessionId};
+
+/// An invalid [`PoolConfig`](crate::PoolConfig), refused at construction.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `max_browsers` is zero, so no session could ever be served.
+    #[error("max_browsers is 0: set it to the number of browsers this host can hold (at least 1)")]
+    ZeroMaxBrowsers,
+    /// A duration that must be positive is zero (below one millisecond).
+    #[error("{field} is zero: give it a positive duration of at least 1 ms (use None to opt out where the field is optional)")]
+    ZeroDuration {
+        /// The field's name.
+        field: &'static str,
+    },
+    /// `tick` is longer than `reap_interval`.
+    #[error("tick ({tick:?}) is longer than reap_interval ({reap_interval:?}): the tick must be at most the reap interval")]
+    TickLongerThanReapInterval {
+        /// The configured tick.
+        tick: Duration,
+        /// The configured reap interval.
+        reap_interval: Duration,
+    },
+    /// `remove_backoff.max` is shorter than `remove_backoff.initial`.
+    #[error("remove_backoff.max is shorter than remove_backoff.initial: the cap must be at least the first delay")]
+    BackoffInverted,
+    /// `max_uses` is `Some(0)`.
+    #[error(
+        "max_uses is Some(0): a session would retire before its first use; use None to opt out"
+    )]
+    ZeroMaxUses,
+    /// `kill_attempts` is zero.
+    #[error("kill_attempts is 0: at least one forced kill is needed to tear a session down")]
+    ZeroKillAttempts,
+    /// `tombstones` is zero.
+    #[error("tombstones is 0: keep at least one so late callers learn why their session ended")]
+    ZeroTombstones,
+    /// The prefix is empty, too short or has characters that could match more than ours.
+    #[error("prefix {prefix:?} is unsafe for sweeping: use at least 3 characters of [A-Za-z0-9._-], not starting with '.'")]
+    BadPrefix {
+        /// The refused prefix.
+        prefix: String,
+    },
+    /// The root is a relative path, which would depend on the working directory.
+    #[error("root {root:?} is relative: give an absolute directory such as /tmp")]
+    RelativeRoot {
+        /// The refused root.
+        root: PathBuf,
+    },
+}
+
+/// Why a request for a session failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AcquireError {
+    /// The pool is full and its policy is `Reject`.
+    #[error("pool at capacity ({max} browsers) and the policy is Reject: retry later, destroy a session, or use EvictLru")]
+    AtCapacity {
+        /// The configured `max_browsers`.
+        max: usize,
+    },
+    /// The request waited for a slot and none freed in time.
+    #[error("no browser slot freed within {waited:?}: every session stayed busy; retry later or raise max_browsers")]
+    WaitTimedOut {
+        /// How long the request waited.
+        waited: Duration,
+    },
+    /// Too many requests are already waiting.
+    #[error("{max_waiters} requests are already waiting for a browser: retry later or raise max_waiters")]
+    QueueFull {
+        /// The configured `max_waiters`.
+        max_waiters: usize,
+    },
+    /// The browser for this request could not be launched; its processes and directory
+    /// were cleaned up.
+    #[error("launching browser for session {id} failed: {reason}; nothing was left behind, retry the request")]
+    LaunchFailed {
+        /// The session that was being launched.
+        id: SessionId,
+        /// What the backend reported.
+        reason: String,
+    },
+    /// The pool is shutting down or was dropped.
+    #[error("the pool is shutting down: no new sessions are served")]
+    ShuttingDown,
+}
+
+/// Why an operation on a session failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The session has ended; `reason` says how (reaped, evicted, crashed, destroyed...).
+    #[error("session {id} has ended: {reason}; acquire a new session")]
+    Ended {
+        /// The session.
+        id: SessionId,
+        /// Why it ended.
+        reason: EndReason,
+    },
+    /// The id was never issued by this pool, or it ended so long ago that its tombstone
+    /// was forgotten (see [`PoolConfig::tombstones`](crate::PoolConfig::tombstones)).
+    #[error("session {id} is unknown to this pool (never issued, or ended long ago): acquire a new session")]
+    Unknown {
+        /// The session.
+        id: SessionId,
+    },
+}
+
+/// What a [`ProcessLauncher`](crate::ProcessLauncher) or [`Filesystem`](crate::Filesystem)
+/// reports when an operation fails.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{op} {}: {kind:?}: {message}", path.as_ref().map(|p| p.display().to_string()).unwrap_or_default())]
+pub struct BackendError {
+    /// What was being done ("launch", "kill", "remove", ...).
+    pub op: &'static str,
+    /// The path concerned, if any.
+    pub path: Option<PathBuf>,
+    /// A coarse classification that the pool and simulations act on.
+    pub kind: BackendErrorKind,
+    /// The backend's own description.
+    pub message: String,
+}
+
+impl BackendError {
+    /// A new error.
+    pub fn new(op: &'static str, kind: BackendErrorKind, message: impl Into<String>) -> Self {
+        BackendError {
+            op,
+            path: None,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The same error, naming `path`.
+    pub fn at(mut self, path: impl Into<PathBuf>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Classify an I/O error.
+    pub fn from_io(op: &'static str, path: impl Into<PathBuf>, e: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match e.kind() {
+            K::NotFound => BackendErrorKind::NotFound,
+            K::PermissionDenied => BackendErrorKind::PermissionDenied,
+            K::AlreadyExists => BackendErrorKind::AlreadyExists,
+            K::TimedOut => BackendErrorKind::TimedOut,
+            K::StorageFull => BackendErrorKind::NoSpace,
+            K::ResourceBusy | K::DirectoryNotEmpty => BackendErrorKind::Busy,
+            _ => BackendErrorKind::Other,
+        };
+        BackendError::new(op, kind, e.to_string()).at(path)
+    }
+}
+
+/// Classification of a [`BackendError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendErrorKind {
+    /// The thing was not there (for a removal: already gone, which counts as success).
+    NotFound,
+    /// Permission denied.
+    PermissionDenied,
+    /// Something is in the way (a directory that already exists).
+    AlreadyExists,
+    /// Busy or not empty; usually transient.
+    Busy,
+    /// No space left on the device.
+    NoSpace,
+    /// Did not finish in time.
+    TimedOut,
+    /// The browser could not be started or connected to.
+    Launch,
+    /// Anything else.
+    Other,
+}
+
+/// Why a [`Pool`](crate::Pool) could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// The configuration was refused; nothing was launched or removed.
+    #[error("invalid pool configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The pool's ownership marker could not be created or locked under the root.
+    #[error(
+        "cannot create the pool's ownership marker: {0}; check that root exists and is writable"
+    )]
+    Marker(BackendError),
+    /// Listing the root for the startup sweep failed.
+    #[error("startup sweep could not list the root: {0}")]
+    Sweep(BackendError),
+}

@@ -1,0 +1,131 @@
+//! The handle a server holds on a session: activity stamping and in-flight marking.
+
+use std::sync::{Arc, Weak};
+
+use crate::backend::ProcessLauncher;
+use crate::error::SessionError;
+use crate::pool::Inner;
+use crate::session::{Activity, SessionId};
+use crate::time::CoarseClock;
+
+/// A handle on one session of a [`Pool`](crate::Pool).
+///
+/// The pool owns the session; a `Lease` only refers to it. Dropping a lease does not end
+/// the session (a server typically looks sessions up by id per request with
+/// [`Pool::session`](crate::Pool::session)); the idle reaper, eviction, owner release,
+/// `destroy` and shutdown do. Once the session has ended, [`Lease::check`] and
+/// [`Lease::begin_op`] return [`SessionError::Ended`] with the reason.
+///
+/// Cloning is cheap (reference counts).
+pub struct Lease<L: ProcessLauncher> {
+    pub(crate) id: SessionId,
+    pub(crate) activity: Arc<Activity>,
+    pub(crate) process: Arc<L::Process>,
+    pub(crate) coarse: Arc<CoarseClock>,
+    pub(crate) pool: Weak<Inner<L>>,
+    pub(crate) max_uses: u64,
+}
+
+impl<L: ProcessLauncher> Clone for Lease<L> {
+    fn clone(&self) -> Self {
+        Lease {
+            id: self.id,
+            activity: self.activity.clone(),
+            process: self.process.clone(),
+            coarse: self.coarse.clone(),
+            pool: self.pool.clone(),
+            max_uses: self.max_uses,
+        }
+    }
+}
+
+impl<L: ProcessLauncher> std::fmt::Debug for Lease<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("id", &self.id)
+            .field("ended", &self.activity.is_ended())
+            .finish()
+    }
+}
+
+impl<L: ProcessLauncher> Lease<L> {
+    /// The session's id, stable for its whole life and never reused by this pool.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// Stamp client activity now. One relaxed load of the pool's coarse clock and one
+    /// relaxed store: lock-free, O(1), no system-clock read. Call it for every
+    /// client-initiated operation; [`Lease::begin_op`] does it for you.
+    #[inline]
+    pub fn touch(&self) {
+        self.activity.touch(self.coarse.now());
+    }
+
+    /// Mark an operation as in flight until the guard is dropped: the session is not
+    /// reaped, evicted or retired meanwhile, and activity is stamped at both ends.
+    /// Fails if the session has already ended.
+    #[inline]
+    pub fn begin_op(&self) -> Result<OpGuard<'_, L>, SessionError> {
+        if self.activity.is_ended() {
+            return Err(self.ended_error());
+        }
+        self.activity.begin_op(self.coarse.now());
+        Ok(OpGuard { lease: self })
+    }
+
+    /// `Ok` while the session is usable; otherwise why it ended.
+    pub fn check(&self) -> Result<(), SessionError> {
+        if self.activity.is_ended() {
+            Err(self.ended_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether the session has ended.
+    pub fn is_ended(&self) -> bool {
+        self.activity.is_ended()
+    }
+
+    /// The backend's process handle (for Chrome: the browser and its CDP connection).
+    /// Using it does not stamp activity; wrap calls in [`Lease::begin_op`].
+    pub fn process(&self) -> &L::Process {
+        &self.process
+    }
+
+    /// The session's activity cell.
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
+
+    /// Why the session ended, as the pool remembers it.
+    pub fn ended_error(&self) -> SessionError {
+        match self.pool.upgrade() {
+            Some(inner) => inner.session_error(self.id),
+            None => SessionError::Ended {
+                id: self.id,
+                reason: crate::EndReason::Shutdown,
+            },
+        }
+    }
+}
+
+/// An operation in flight on a session; see [`Lease::begin_op`].
+#[must_use = "the operation counts as in flight only while the guard lives"]
+pub struct OpGuard<'a, L: ProcessLauncher> {
+    lease: &'a Lease<L>,
+}
+
+impl<L: ProcessLauncher> Drop for OpGuard<'_, L> {
+    #[inline]
+    fn drop(&mut self) {
+        let l = self.lease;
+        let uses = l.activity.end_op(l.coarse.now());
+        if uses >= l.max_uses {
+            if let Some(inner) = l.pool.upgrade() {
+                inner.retire_hint(l.id);
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! # browserpool
+//!
+//! A pool of headless browser sessions that stays bounded however its clients behave
+//! (crash, disconnect, forget to destroy) and however the server dies.
+//!
+//! Four mechanisms, each tested on its own:
+//! - an **idle reaper** that tears down sessions with no client activity for
+//!   [`PoolConfig::idle_timeout`] (default 30 minutes), discovered lazily so a reap tick
+//!   costs in proportion to what expired;
+//! - **LRU eviction at capacity** instead of an error ([`CapacityPolicy::EvictLru`]);
+//! - a **Drop safety net**: dropping the [`Pool`] (or anything owning a live browser)
+//!   kills the process tree and removes the directory, in any context;
+//! - a **startup sweep** of what a crashed predecessor left under the root
+//!   ([`sweep`]), which never follows a symlink, never touches another user's entries
+//!   and never touches a live pool's directories.
+//!
+//! Every decision is made by [`Lifecycle`], a pure, deterministic state machine
+//! (sans-IO, in the style of `quinn-proto`). [`Pool`] is the thin async shell that feeds
+//! it and carries out its [`Action`]s through the [`Clock`], [`ProcessLauncher`] and
+//! [`Filesystem`] traits. Real Chromium lives in `browserpool-chrome`; a simulated world
+//! that replays 15-day leak scenarios lives in `browserpool-sim`.
+//!
+//! ## Example
+//!
+//! A server embedding the pool: every RPC stamps activity through its lease; a dropped
+//! connection releases its sessions after a grace period.
+//!
+//! ```
+//! use std::time::Duration;
+//! use browserpool::{testing::FakeLauncher, OwnerKey, Pool, PoolConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let root = tempfile::tempdir()?;
+//! let config = PoolConfig {
+//!     max_browsers: 4,
+//!     idle_timeout: Some(Duration::from_secs(30 * 60)),
+//!     root: root.path().to_owned(),
+//!     ..PoolConfig::default()
+//! };
+//! // With `browserpool-chrome`, the launcher would be `ChromeLauncher`.
+//! let pool = Pool::new(config, FakeLauncher::new()).await?;
+//!
+//! // RPC "create": the session belongs to this connection.
+//! let conn = OwnerKey::new("conn-1");
+//! let lease = pool.acquire_for(conn.clone()).await?;
+//! let id = lease.id();
+//!
+//! // RPC "operate": look the session up by id; an op in flight is never reaped.
+//! {
+//!     let lease = pool.session(id)?;
+//!     let _op = lease.begin_op()?;
+//!     // ... drive the browser through lease.process() ...
+//! }
+//!
+//! // The connection dropped: destroy its sessions unless used again within 30 s.
+//! pool.release_owner(&conn, Duration::from_secs(30));
+//!
+//! // RPC "destroy" (clients should still call it; correctness does not depend on it).
+//! pool.destroy(id).await?;
+//! assert!(pool.session(id).is_err());
+//!
+//! pool.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod backend;
+pub mod config;
+pub mod dropnet;
+pub mod error;
+pub mod fs;
+pub mod lease;
+pub mod machine;
+pub mod pool;
+pub mod session;
+pub mod stats;
+pub mod sweep;
+pub mod testing;
+pub mod time;
+
+pub use backend::{
+    DirEntryInfo, EntryKind, Filesystem, KillStage, LaunchSpec, MarkerLock, MarkerState,
+    MemoryUsage, Orphan, ProcessLauncher,
+};
+pub use config::{Backoff, CapacityPolicy, PoolConfig};
+pub use error::{
+    AcquireError, BackendError, BackendErrorKind, ConfigError, PoolError, SessionError,
+};
+pub use fs::OsFilesystem;
+pub use lease::{Lease, OpGuard};
+pub use machine::{Action, Input, Lifecycle, MachineStats, Phase, Ticket};
+pub use pool::{Pool, PoolBuilder, ShutdownReport};
+pub use session::{Activity, EndReason, OwnerKey, RetireCause, SessionId};
+pub use stats::{PoolMemory, PoolStats, Totals};
+pub use sweep::SweepReport;
+pub use time::{Clock, CoarseClock, Timestamp, TokioClock};

@@ -1,0 +1,75 @@
+//! Counters and gauges.
+
+use crate::backend::MemoryUsage;
+
+/// Running totals since the pool (or machine) was created. Every session that is launched
+/// ends in exactly one of the `destroyed`..`abandoned` counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Browsers launched successfully.
+    pub created: u64,
+    /// Ended by an explicit destroy.
+    pub destroyed: u64,
+    /// Ended by the idle reaper.
+    pub reaped: u64,
+    /// Ended by LRU eviction at capacity.
+    pub evicted: u64,
+    /// Ended by `max_lifetime` or `max_uses`.
+    pub retired: u64,
+    /// Ended because the browser exited by itself.
+    pub crashed: u64,
+    /// Ended because their owner was released.
+    pub owner_released: u64,
+    /// Ended by shutdown.
+    pub shutdown: u64,
+    /// Launched for a requester that went away first.
+    pub abandoned: u64,
+    /// Launches that failed (not counted in `created`).
+    pub launch_failed: u64,
+    /// Requests refused at once (`Reject` at capacity, or queue full).
+    pub rejected: u64,
+    /// Requests that waited and timed out.
+    pub wait_timeouts: u64,
+    /// Kills that had to be escalated or repeated.
+    pub kill_escalations: u64,
+    /// Kills that were still alive after `kill_attempts` forced kills.
+    pub kill_stuck: u64,
+    /// Teardowns whose first directory removal failed (retried in the background).
+    pub remove_failures: u64,
+    /// Directories removed by a background retry.
+    pub dirs_recovered: u64,
+}
+
+/// A snapshot of a [`Pool`](crate::Pool).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Sessions being launched.
+    pub launching: usize,
+    /// Usable sessions.
+    pub live: usize,
+    /// Usable sessions with an operation in flight.
+    pub busy: usize,
+    /// Sessions whose process trees are being killed.
+    pub stopping: usize,
+    /// Directories still to be removed (including background retries).
+    pub removing: usize,
+    /// Requests queued for a slot.
+    pub waiting: usize,
+    /// Running totals from the lifecycle machine.
+    pub totals: Totals,
+    /// Sessions recovered by the Drop safety net (killed and removed from `Drop`).
+    pub drop_recovered: u64,
+    /// Directories removed by startup sweeps.
+    pub swept: u64,
+    /// Orphan processes killed by startup sweeps.
+    pub swept_processes: u64,
+}
+
+/// Memory of every live session, summed, as measured by the backend.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolMemory {
+    /// Sum over sessions.
+    pub total: MemoryUsage,
+    /// Per session, in id order.
+    pub sessions: Vec<(crate::SessionId, MemoryUsage)>,
+}
