@@ -1,1 +1,3 @@
-//! stub
+//! stub: the simulated world (being written).
+
+pub mod net;
