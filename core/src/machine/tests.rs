@@ -1,1 +1,757 @@
-// tests
+//! Unit tests: one or more per transition.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use crate::error::BackendErrorKind;
+
+const S: u64 = 1000;
+
+fn cfg() -> PoolConfig {
+    PoolConfig {
+        max_browsers: 2,
+        idle_timeout: Some(Duration::from_secs(10)),
+        reap_interval: Duration::from_secs(1),
+        tick: Duration::from_secs(1),
+        root: PathBuf::from("/r"),
+        prefix: "bp-".into(),
+        tombstones: 4,
+        ..PoolConfig::default()
+    }
+}
+
+struct H {
+    m: Lifecycle,
+    now: Timestamp,
+}
+
+impl H {
+    fn new(c: PoolConfig) -> Self {
+        H {
+            m: Lifecycle::new(c, "00000000000a").unwrap(),
+            now: Timestamp(0),
+        }
+    }
+    fn drain(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.m.poll_action()).collect()
+    }
+    fn at(&mut self, ms: u64) {
+        self.now = Timestamp(ms);
+    }
+    fn tick(&mut self) -> Vec<Action> {
+        self.m.handle_timeout(self.now);
+        self.drain()
+    }
+    fn feed(&mut self, i: Input) -> Vec<Action> {
+        self.m.handle(self.now, i);
+        self.drain()
+    }
+    /// Acquire and complete the launch; returns the session.
+    fn live(&mut self) -> SessionId {
+        let t = self.m.acquire(self.now, None);
+        let a = self.drain();
+        let Some(Action::Launch { id, .. }) = a.first() else {
+            panic!("expected launch, got {a:?}")
+        };
+        let id = *id;
+        let a = self.feed(Input::Launched { id });
+        assert_eq!(
+            a,
+            vec![Action::Reply {
+                ticket: t,
+                result: Ok(id)
+            }]
+        );
+        id
+    }
+    /// Complete a teardown that has just been started; returns its reason.
+    fn complete(&mut self, actions: &[Action], id: SessionId) -> EndReason {
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Kill { id: k, .. } if *k == id)),
+            "{actions:?}"
+        );
+        let a = self.feed(Input::Gone { id });
+        assert!(matches!(a[0], Action::RemoveDir { id: r, attempt: 1, .. } if r == id));
+        let a = self.feed(Input::DirRemoved { id });
+        match &a[0] {
+            Action::Finished {
+                id: f,
+                reason,
+                dir_removed: true,
+            } if *f == id => reason.clone(),
+            other => panic!("expected Finished, got {other:?}"),
+        }
+    }
+}
+
+fn ending(actions: &[Action]) -> Vec<(SessionId, EndReason)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Ending { id, reason } => Some((*id, reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn acquire_launches_in_a_fresh_named_dir_and_replies_after_launched() {
+    let mut h = H::new(cfg());
+    let t = h.m.acquire(Timestamp(0), None);
+    let a = h.drain();
+    assert_eq!(
+        a,
+        vec![Action::Launch {
+            id: SessionId(1),
+            dir: PathBuf::from("/r/bp-00000000000a-1")
+        }]
+    );
+    assert_eq!(h.m.occupied(), 1);
+    assert_eq!(h.m.phase(SessionId(1)), Some(Phase::Launching));
+    let a = h.feed(Input::Launched { id: SessionId(1) });
+    assert_eq!(
+        a,
+        vec![Action::Reply {
+            ticket: t,
+            result: Ok(SessionId(1))
+        }]
+    );
+    assert_eq!(h.m.stats().live, 1);
+    h.m.check_invariants().unwrap();
+}
+
+#[test]
+fn idle_session_is_reaped_on_the_grid_not_before() {
+    let mut h = H::new(cfg());
+    let id = h.live();
+    // idle 10 s + 1 tick slack, on a 1 s grid: due at 11 s.
+    assert_eq!(h.m.poll_timeout(), Some(Timestamp(11 * S)));
+    h.at(11 * S - 1);
+    assert!(h.tick().is_empty());
+    h.at(11 * S);
+    let a = h.tick();
+    assert_eq!(
+        ending(&a),
+        vec![(
+            id,
+            EndReason::IdleReaped {
+                idle_for: Duration::from_secs(11)
+            }
+        )]
+    );
+    assert_eq!(
+        h.complete(&a, id),
+        EndReason::IdleReaped {
+            idle_for: Duration::from_secs(11)
+        }
+    );
+    assert_eq!(h.m.totals().reaped, 1);
+    assert!(h.m.is_empty());
+}
+
+#[test]
+fn touch_defers_reaping_lazily() {
+    let mut h = H::new(cfg());
+    let id = h.live();
+    h.m.activity(id).unwrap().touch(Timestamp(5 * S));
+    h.at(11 * S);
+    assert!(h.tick().is_empty(), "touched at 5 s: not idle yet");
+    // Re-armed at the real stamp: due at 16 s.
+    assert_eq!(h.m.poll_timeout(), Some(Timestamp(16 * S)));
+    h.at(16 * S);
+    assert_eq!(ending(&h.tick()).len(), 1);
+}
+
+#[test]
+fn a_busy_session_is_never_reaped_and_goes_once_idle() {
+    let mut h = H::new(cfg());
+    let id = h.live();
+    let act = h.m.activity(id).unwrap().clone();
+    act.begin_op(Timestamp(1 * S));
+    for t in [11, 30, 60, 100] {
+        h.at(t * S);
+        assert!(h.tick().is_empty(), "busy at {t}s");
+    }
+    act.end_op(Timestamp(100 * S));
+    h.at(110 * S);
+    assert!(h.tick().is_empty());
+    h.at(111 * S);
+    assert_eq!(
+        ending(&h.tick()),
+        vec![(
+            id,
+            EndReason::IdleReaped {
+                idle_for: Duration::from_secs(11)
+            }
+        )]
+    );
+}
+
+#[test]
+fn no_idle_timeout_means_no_reaping() {
+    let mut h = H::new(PoolConfig {
+        idle_timeout: None,
+        ..cfg()
+    });
+    h.live();
+    assert_eq!(h.m.poll_timeout(), None);
+    h.at(1_000_000 * S);
+    assert!(h.tick().is_empty());
+}
+
+#[test]
+fn evict_lru_picks_least_recent_idle_session_and_launches_after_it_is_gone() {
+    let mut h = H::new(cfg());
+    let a = h.live();
+    h.at(1 * S);
+    let b = h.live();
+    // a was used more recently than b, but only the real stamp says so.
+    h.m.activity(a).unwrap().touch(Timestamp(2 * S));
+    h.at(3 * S);
+    let t = h.m.acquire(h.now, None);
+    let acts = h.drain();
+    assert_eq!(ending(&acts), vec![(b, EndReason::Evicted)]);
+    assert!(!acts.iter().any(|x| matches!(x, Action::Launch { .. })));
+    assert_eq!(
+        h.m.occupied(),
+        2,
+        "the victim counts until its processes are gone"
+    );
+    let acts = h.feed(Input::Gone { id: b });
+    let new = acts
+        .iter()
+        .find_map(|x| match x {
+            Action::Launch { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("launch after the victim is gone");
+    let acts = h.feed(Input::Launched { id: new });
+    assert!(acts.contains(&Action::Reply {
+        ticket: t,
+        result: Ok(new)
+    }));
+    assert_eq!(h.m.totals().evicted, 1);
+}
+
+#[test]
+fn evict_lru_skips_busy_sessions_and_waits_when_all_are_busy() {
+    let mut h = H::new(cfg());
+    let a = h.live();
+    let b = h.live();
+    h.m.activity(a).unwrap().begin_op(Timestamp(0));
+    h.at(1 * S);
+    h.m.acquire(h.now, None);
+    assert_eq!(ending(&h.drain()), vec![(b, EndReason::Evicted)]);
+    h.feed(Input::Gone { id: b });
+    // Now both sessions are busy: the next request waits, rechecking every tick.
+    let c = h.drain();
+    assert!(c.is_empty());
+    let launched: Vec<SessionId> =
+        h.m.tracked_ids()
+            .into_iter()
+            .filter(|id| h.m.phase(*id) == Some(Phase::Launching))
+            .collect();
+    let c = launched[0];
+    h.feed(Input::Launched { id: c });
+    h.m.activity(c).unwrap().begin_op(h.now);
+    let t = h.m.acquire(h.now, None);
+    assert!(ending(&h.drain()).is_empty());
+    assert_eq!(h.m.stats().waiting, 1);
+    // a finishes its operation: at the next recheck it is evicted for the waiter.
+    h.m.activity(a).unwrap().end_op(Timestamp(2 * S));
+    h.at(2 * S);
+    let acts = h.tick();
+    assert_eq!(ending(&acts), vec![(a, EndReason::Evicted)]);
+    let acts = h.feed(Input::Gone { id: a });
+    assert!(acts.iter().any(|x| matches!(x, Action::Launch { .. })));
+    let _ = t;
+}
+
+#[test]
+fn evict_lru_wait_is_bounded_by_acquire_timeout() {
+    let mut h = H::new(PoolConfig {
+        max_browsers: 1,
+        acquire_timeout: Duration::from_secs(5),
+        ..cfg()
+    });
+    let a = h.live();
+    h.m.activity(a).unwrap().begin_op(Timestamp(0));
+    let t = h.m.acquire(h.now, None);
+    assert!(h.drain().is_empty());
+    h.at(5 * S);
+    let acts = h.tick();
+    assert!(acts.contains(&Action::Reply {
+        ticket: t,
+        result: Err(AcquireError::WaitTimedOut {
+            waited: Duration::from_secs(5)
+        })
+    }));
+    assert_eq!(h.m.stats().waiting, 0);
+}
+
+#[test]
+fn reject_policy_refuses_at_capacity() {
+    let mut h = H::new(PoolConfig {
+        capacity_policy: CapacityPolicy::Reject,
+        ..cfg()
+    });
+    h.live();
+    h.live();
+    let t = h.m.acquire(h.now, None);
+    assert_eq!(
+        h.drain(),
+        vec![Action::Reply {
+            ticket: t,
+            result: Err(AcquireError::AtCapacity { max: 2 })
+        }]
+    );
+    assert_eq!(h.m.totals().rejected, 1);
+}
+
+#[test]
+fn wait_policy_is_fifo_and_times_out() {
+    let mut h = H::new(PoolConfig {
+        capacity_policy: CapacityPolicy::Wait {
+            timeout: Duration::from_secs(3),
+        },
+        ..cfg()
+    });
+    let a = h.live();
+    h.live();
+    let t1 = h.m.acquire(h.now, None);
+    let t2 = h.m.acquire(h.now, None);
+    assert!(h.drain().is_empty(), "Wait never evicts");
+    h.at(1 * S);
+    h.m.destroy(h.now, a).unwrap();
+    let acts = h.drain();
+    h.complete(&acts, a);
+    // The first waiter got the slot (its launch is pending).
+    let launching: Vec<_> =
+        h.m.tracked_ids()
+            .into_iter()
+            .filter(|id| h.m.phase(*id) == Some(Phase::Launching))
+            .collect();
+    assert_eq!(launching.len(), 1);
+    let acts = h.feed(Input::Launched { id: launching[0] });
+    assert_eq!(
+        acts,
+        vec![Action::Reply {
+            ticket: t1,
+            result: Ok(launching[0])
+        }]
+    );
+    h.at(3 * S);
+    assert!(h.tick().contains(&Action::Reply {
+        ticket: t2,
+        result: Err(AcquireError::WaitTimedOut {
+            waited: Duration::from_secs(3)
+        })
+    }));
+}
+
+#[test]
+fn queue_is_bounded() {
+    let mut h = H::new(PoolConfig {
+        max_browsers: 1,
+        max_waiters: 1,
+        capacity_policy: CapacityPolicy::Wait {
+            timeout: Duration::from_secs(3),
+        },
+        ..cfg()
+    });
+    h.live();
+    h.m.acquire(h.now, None);
+    let t = h.m.acquire(h.now, None);
+    assert_eq!(
+        h.drain(),
+        vec![Action::Reply {
+            ticket: t,
+            result: Err(AcquireError::QueueFull { max_waiters: 1 })
+        }]
+    );
+}
+
+#[test]
+fn kill_escalates_and_never_forgets_a_stuck_tree() {
+    let mut h = H::new(PoolConfig {
+        kill_grace: Duration::from_millis(200),
+        kill_attempts: 2,
+        ..cfg()
+    });
+    let id = h.live();
+    h.m.destroy(h.now, id).unwrap();
+    let a = h.drain();
+    assert!(a.contains(&Action::Kill {
+        id,
+        stage: KillStage::Graceful,
+        attempt: 1,
+        wait: Duration::from_millis(200)
+    }));
+    let a = h.feed(Input::KillTimedOut { id, attempt: 1 });
+    assert_eq!(
+        a,
+        vec![Action::Kill {
+            id,
+            stage: KillStage::Force,
+            attempt: 2,
+            wait: Duration::from_secs(5)
+        }]
+    );
+    // A stale report of attempt 1 is ignored.
+    assert!(h.feed(Input::KillTimedOut { id, attempt: 1 }).is_empty());
+    h.feed(Input::KillTimedOut { id, attempt: 2 });
+    let a = h.feed(Input::KillTimedOut { id, attempt: 3 });
+    assert!(matches!(
+        a[0],
+        Action::Kill {
+            stage: KillStage::Force,
+            attempt: 4,
+            ..
+        }
+    ));
+    assert!(h.m.totals().kill_stuck >= 1);
+    assert_eq!(h.m.occupied(), 1, "a stuck tree keeps its slot");
+    h.feed(Input::Gone { id });
+    assert_eq!(h.m.occupied(), 0);
+}
+
+#[test]
+fn failed_removal_finishes_then_retries_with_backoff_until_removed() {
+    let mut h = H::new(cfg());
+    let id = h.live();
+    h.m.destroy(h.now, id).unwrap();
+    h.drain();
+    h.feed(Input::Gone { id });
+    let err = BackendError::new("remove", BackendErrorKind::Busy, "busy");
+    let a = h.feed(Input::RemoveFailed {
+        id,
+        error: err.clone(),
+    });
+    assert_eq!(
+        a,
+        vec![Action::Finished {
+            id,
+            reason: EndReason::Destroyed,
+            dir_removed: false
+        }]
+    );
+    assert_eq!(h.m.poll_timeout(), Some(Timestamp(100)));
+    h.at(100);
+    let a = h.tick();
+    assert!(matches!(a[0], Action::RemoveDir { attempt: 2, .. }));
+    h.feed(Input::RemoveFailed { id, error: err });
+    assert_eq!(h.m.poll_timeout(), Some(Timestamp(300)));
+    h.at(300);
+    h.tick();
+    assert!(
+        h.feed(Input::DirRemoved { id }).is_empty(),
+        "finished only once"
+    );
+    assert!(h.m.is_empty());
+    assert_eq!(h.m.totals().dirs_recovered, 1);
+}
+
+#[test]
+fn not_found_on_removal_counts_as_removed() {
+    let mut h = H::new(cfg());
+    let id = h.live();
+    h.m.destroy(h.now, id).unwrap();
+    h.drain();
+    h.feed(Input::Gone { id });
+    let a = h.feed(Input::RemoveFailed {
+        id,
+        error: BackendError::new("remove", BackendErrorKind::NotFound, "gone"),
+    });
+    assert!(matches!(
+        a[0],
+        Action::Finished {
+            dir_removed: true,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn crash_is_torn_down_with_a_forced_kill_and_explained() {
+    let mut h = H::new(PoolConfig {
+        kill_grace: Duration::from_millis(200),
+        ..cfg()
+    });
+    let id = h.live();
+    let a = h.feed(Input::Exited {
+        id,
+        exit: "killed by signal 9".into(),
+    });
+    let reason = EndReason::Crashed {
+        exit: "killed by signal 9".into(),
+    };
+    assert_eq!(ending(&a), vec![(id, reason.clone())]);
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::Kill {
+            stage: KillStage::Force,
+            ..
+        }
+    )));
+    assert_eq!(
+        h.m.destroy(h.now, id),
+        Err(SessionError::Ended {
+            id,
+            reason: reason.clone()
+        })
+    );
+    h.complete(&a, id);
+    assert_eq!(
+        h.m.activity(id).unwrap_err(),
+        SessionError::Ended { id, reason }
+    );
+    // An exit reported during our own kill is not a crash.
+    let id2 = h.live();
+    h.m.destroy(h.now, id2).unwrap();
+    h.drain();
+    assert!(h
+        .feed(Input::Exited {
+            id: id2,
+            exit: "x".into()
+        })
+        .is_empty());
+    assert_eq!(h.m.totals().crashed, 1);
+}
+
+#[test]
+fn launch_failure_replies_removes_the_dir_and_frees_the_slot_for_a_waiter() {
+    let mut h = H::new(PoolConfig {
+        max_browsers: 1,
+        ..cfg()
+    });
+    let t1 = h.m.acquire(h.now, None);
+    let t2 = h.m.acquire(h.now, None);
+    let a = h.drain();
+    assert_eq!(a.len(), 1);
+    let a = h.feed(Input::LaunchFailed {
+        id: SessionId(1),
+        reason: "no chrome".into(),
+    });
+    assert!(a.contains(&Action::Reply {
+        ticket: t1,
+        result: Err(AcquireError::LaunchFailed {
+            id: SessionId(1),
+            reason: "no chrome".into()
+        })
+    }));
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::RemoveDir {
+            id: SessionId(1),
+            ..
+        }
+    )));
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::Launch {
+            id: SessionId(2),
+            ..
+        }
+    )));
+    let a = h.feed(Input::Launched { id: SessionId(2) });
+    assert!(a.contains(&Action::Reply {
+        ticket: t2,
+        result: Ok(SessionId(2))
+    }));
+    assert_eq!(h.m.totals().launch_failed, 1);
+}
+
+#[test]
+fn owner_release_destroys_after_grace_unless_touched_again() {
+    let mut h = H::new(cfg());
+    let alice = OwnerKey::new("alice");
+    let bob = OwnerKey::new("bob");
+    h.m.acquire(h.now, Some(alice.clone()));
+    h.m.acquire(h.now, Some(bob.clone()));
+    h.drain();
+    h.feed(Input::Launched { id: SessionId(1) });
+    h.feed(Input::Launched { id: SessionId(2) });
+    h.at(1 * S);
+    assert_eq!(h.m.release_owner(h.now, &alice, Duration::from_secs(3)), 1);
+    assert_eq!(h.m.release_owner(h.now, &bob, Duration::from_secs(3)), 1);
+    // Bob reconnects and uses his session during the grace period.
+    h.m.activity(SessionId(2)).unwrap().touch(Timestamp(2 * S));
+    h.at(4 * S);
+    let a = h.tick();
+    assert_eq!(ending(&a), vec![(SessionId(1), EndReason::OwnerReleased)]);
+    assert_eq!(h.m.phase(SessionId(2)), Some(Phase::Live));
+    assert_eq!(h.m.totals().owner_released, 1);
+    assert_eq!(
+        h.m.release_owner(h.now, &OwnerKey::new("nobody"), Duration::ZERO),
+        0
+    );
+}
+
+#[test]
+fn zero_grace_releases_at_once() {
+    let mut h = H::new(cfg());
+    let o = OwnerKey::new("c");
+    h.m.acquire(h.now, Some(o.clone()));
+    h.drain();
+    h.feed(Input::Launched { id: SessionId(1) });
+    h.at(1);
+    h.m.release_owner(h.now, &o, Duration::ZERO);
+    assert_eq!(
+        ending(&h.drain()),
+        vec![(SessionId(1), EndReason::OwnerReleased)]
+    );
+}
+
+#[test]
+fn max_lifetime_retires_only_when_not_busy() {
+    let mut h = H::new(PoolConfig {
+        max_lifetime: Some(Duration::from_secs(5)),
+        idle_timeout: None,
+        ..cfg()
+    });
+    let id = h.live();
+    let act = h.m.activity(id).unwrap().clone();
+    act.begin_op(Timestamp(4 * S));
+    h.at(5 * S);
+    assert!(h.tick().is_empty(), "never mid-operation");
+    act.end_op(Timestamp(5 * S + 500));
+    h.at(6 * S);
+    assert_eq!(
+        ending(&h.tick()),
+        vec![(id, EndReason::Retired(RetireCause::MaxLifetime))]
+    );
+}
+
+#[test]
+fn max_uses_retires_on_hint_or_at_the_idle_check() {
+    let mut h = H::new(PoolConfig {
+        max_uses: Some(2),
+        ..cfg()
+    });
+    let id = h.live();
+    let act = h.m.activity(id).unwrap().clone();
+    act.begin_op(Timestamp(1));
+    act.end_op(Timestamp(2));
+    assert!(h.feed(Input::RetireHint { id }).is_empty(), "1 use < 2");
+    act.begin_op(Timestamp(3));
+    assert!(h.feed(Input::RetireHint { id }).is_empty(), "busy");
+    act.end_op(Timestamp(4));
+    assert_eq!(
+        ending(&h.feed(Input::RetireHint { id })),
+        vec![(id, EndReason::Retired(RetireCause::MaxUses))]
+    );
+}
+
+#[test]
+fn tombstones_explain_ended_sessions_and_are_bounded() {
+    let mut h = H::new(cfg()); // keeps 4
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let id = h.live();
+        h.m.destroy(h.now, id).unwrap();
+        let a = h.drain();
+        h.complete(&a, id);
+        ids.push(id);
+    }
+    assert_eq!(
+        h.m.destroy(h.now, ids[5]),
+        Err(SessionError::Ended {
+            id: ids[5],
+            reason: EndReason::Destroyed
+        })
+    );
+    assert_eq!(
+        h.m.destroy(h.now, ids[0]),
+        Err(SessionError::Unknown { id: ids[0] }),
+        "the oldest tombstones are forgotten"
+    );
+    assert_eq!(
+        h.m.destroy(h.now, SessionId(999)),
+        Err(SessionError::Unknown { id: SessionId(999) })
+    );
+}
+
+#[test]
+fn shutdown_tears_everything_down_and_refuses_new_work() {
+    let mut h = H::new(PoolConfig {
+        max_browsers: 3,
+        ..cfg()
+    });
+    let a = h.live();
+    let b = h.live();
+    let t = h.m.acquire(h.now, None); // launching
+    h.drain();
+    h.m.shutdown(h.now);
+    let acts = h.drain();
+    let mut ended: Vec<SessionId> = ending(&acts).into_iter().map(|(id, _)| id).collect();
+    ended.sort();
+    assert_eq!(ended, vec![a, b]);
+    let t2 = h.m.acquire(h.now, None);
+    assert_eq!(
+        h.drain(),
+        vec![Action::Reply {
+            ticket: t2,
+            result: Err(AcquireError::ShuttingDown)
+        }]
+    );
+    // The launch in flight reports success: refused and torn down.
+    let acts = h.feed(Input::Launched { id: SessionId(3) });
+    assert!(acts.contains(&Action::Reply {
+        ticket: t,
+        result: Err(AcquireError::ShuttingDown)
+    }));
+    assert_eq!(ending(&acts), vec![(SessionId(3), EndReason::Shutdown)]);
+    for id in [a, b, SessionId(3)] {
+        h.feed(Input::Gone { id });
+        h.feed(Input::DirRemoved { id });
+    }
+    assert!(h.m.is_empty());
+    assert_eq!(h.m.totals().shutdown, 3);
+}
+
+#[test]
+fn cancelled_requests_leave_the_queue_or_abandon_their_launch() {
+    let mut h = H::new(PoolConfig {
+        max_browsers: 1,
+        ..cfg()
+    });
+    let t1 = h.m.acquire(h.now, None);
+    let t2 = h.m.acquire(h.now, None);
+    h.drain();
+    h.feed(Input::Cancel { ticket: t2 });
+    assert_eq!(h.m.stats().waiting, 0);
+    h.feed(Input::Cancel { ticket: t1 });
+    let a = h.feed(Input::Launched { id: SessionId(1) });
+    assert_eq!(ending(&a), vec![(SessionId(1), EndReason::Abandoned)]);
+    assert!(!a.iter().any(|x| matches!(x, Action::Reply { .. })));
+}
+
+#[test]
+fn same_inputs_same_actions() {
+    fn run() -> Vec<Action> {
+        let mut h = H::new(cfg());
+        let mut log = Vec::new();
+        for i in 0..20u64 {
+            h.at(i * 700);
+            h.m.acquire(h.now, Some(OwnerKey::new(format!("o{}", i % 3))));
+            log.extend(h.drain());
+            for id in h.m.tracked_ids() {
+                if h.m.phase(id) == Some(Phase::Launching) {
+                    log.extend(h.feed(Input::Launched { id }));
+                }
+                if h.m.phase(id) == Some(Phase::Stopping) {
+                    log.extend(h.feed(Input::Gone { id }));
+                }
+                if h.m.phase(id) == Some(Phase::Removing) {
+                    log.extend(h.feed(Input::DirRemoved { id }));
+                }
+            }
+            log.extend(h.tick());
+        }
+        log
+    }
+    let a = run();
+    assert!(a.len() > 40);
+    assert_eq!(a, run());
+}
