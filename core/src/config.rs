@@ -59,8 +59,9 @@ pub struct PoolConfig {
     pub idle_timeout: Option<Duration>,
     /// Granularity of idle reaping: idle deadlines are rounded up to a multiple of this
     /// interval so that reaps coalesce into at most one reaper wake-up per interval. A
-    /// session is reaped between `idle_timeout` and `idle_timeout + reap_interval + tick`
-    /// after its last activity. Default 60 s.
+    /// session is reaped at least `idle_timeout` and less than `idle_timeout +
+    /// reap_interval` after its last stamped activity (stamps are up to one `tick` coarse).
+    /// Default 60 s.
     pub reap_interval: Duration,
     /// Heartbeat of the reaper task: how often it refreshes the coarse activity clock and
     /// rechecks requests waiting for a busy pool. Also the resolution of activity stamps.

@@ -842,7 +842,18 @@ impl<L: ProcessLauncher> Drop for Pool<L> {
             }
             drop(slot); // the DropNet kills and removes what is left
         }
-        // Only now, with our directories gone, stop marking this instance as live.
+        // Only now, with our directories gone, stop marking this instance as live: remove
+        // the marker file while still holding its lock, then release the lock.
+        let c = &self.inner.config;
+        let marker = c
+            .root
+            .join(sweep::marker_name(&c.prefix, &self.inner.instance));
+        let fs = &self.inner.fs;
+        crate::dropnet::run_blocking_cleanup(|| {
+            if let Err(e) = fs.remove_dir_all_sync(&marker) {
+                tracing::warn!(marker = %marker.display(), error = %e, "could not remove pool marker");
+            }
+        });
         self.marker.take();
     }
 }

@@ -112,9 +112,11 @@ impl Clock for TokioClock {
 /// task (every [`PoolConfig::tick`](crate::PoolConfig::tick)).
 ///
 /// This is what makes an activity stamp cost one load and one store instead of a
-/// system-clock read per CDP command. Its value lags real time by at most one tick; the
-/// lifecycle machine adds that lag to every idle deadline, so a coarse stamp can make a
-/// session live up to one tick longer, never shorter.
+/// system-clock read per CDP command. Its value lags real time by at most one tick
+/// (default 1 s), so a stamp may be up to one tick older than the activity it records:
+/// a session can be reaped up to one tick before `idle_timeout` of real inactivity has
+/// passed, and never outlives its last stamp by more than `idle_timeout + reap_interval`.
+/// Operations in flight are protected regardless ([`Activity::begin_op`](crate::Activity::begin_op)).
 #[derive(Debug, Default)]
 pub struct CoarseClock {
     now_ms: AtomicU64,

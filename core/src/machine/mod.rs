@@ -253,7 +253,6 @@ pub struct Lifecycle {
     config: PoolConfig,
     dir_prefix: String,
     idle_ms: Option<u64>,
-    slack_ms: u64,
     grid_ms: u64,
     sessions: FxHashMap<SessionId, Session>,
     by_activity: ActivityIndex,
@@ -282,7 +281,6 @@ impl Lifecycle {
         let dir_prefix = format!("{}{}-", config.prefix, instance);
         Ok(Lifecycle {
             idle_ms: config.idle_timeout.map(duration_ms),
-            slack_ms: duration_ms(config.tick),
             grid_ms: duration_ms(config.reap_interval).max(1),
             dir_prefix,
             config,
@@ -619,10 +617,9 @@ impl Lifecycle {
         }
     }
 
-    /// The idle deadline for a session last active at `key`: one tick of slack for coarse
-    /// stamps, rounded up to the reap-interval grid so reaps coalesce.
+    /// See [`idle_deadline`].
     fn idle_deadline(&self, key: Timestamp) -> Timestamp {
-        idle_deadline(self.idle_ms, self.slack_ms, self.grid_ms, key)
+        idle_deadline(self.idle_ms, self.grid_ms, key)
     }
 
     fn reply(&mut self, ticket: Ticket, result: Result<SessionId, AcquireError>) {
@@ -1028,7 +1025,7 @@ impl Lifecycle {
         if self.idle_ms.is_none() {
             return;
         }
-        let (idle_ms, slack, grid) = (self.idle_ms, self.slack_ms, self.grid_ms);
+        let (idle_ms, grid) = (self.idle_ms, self.grid_ms);
         while let Some((key, id)) = self.by_activity.first() {
             if self.idle_deadline(key) > now {
                 break;
@@ -1042,7 +1039,7 @@ impl Lifecycle {
             // stamp is at least `now`, so the LRU order stays sound.
             let rekey = if s.activity.is_busy() {
                 Some(now.max(real))
-            } else if real > key && idle_deadline(idle_ms, slack, grid, real) > now {
+            } else if real > key && idle_deadline(idle_ms, grid, real) > now {
                 Some(real)
             } else {
                 None
@@ -1154,13 +1151,13 @@ impl Lifecycle {
     }
 }
 
-/// The idle deadline for a session last active at `key`: one tick of slack for coarse
-/// stamps, rounded up to the reap-interval grid so reaps coalesce.
-fn idle_deadline(idle_ms: Option<u64>, slack_ms: u64, grid_ms: u64, key: Timestamp) -> Timestamp {
+/// The idle deadline for a session last active at `key`, rounded up to the reap-interval
+/// grid so reaps coalesce: always in `[key + idle, key + idle + reap_interval)`.
+fn idle_deadline(idle_ms: Option<u64>, grid_ms: u64, key: Timestamp) -> Timestamp {
     let Some(idle) = idle_ms else {
         return Timestamp::MAX;
     };
-    let raw = key.0.saturating_add(idle).saturating_add(slack_ms);
+    let raw = key.0.saturating_add(idle);
     Timestamp(raw.div_ceil(grid_ms).saturating_mul(grid_ms))
 }
 

@@ -125,25 +125,25 @@ fn acquire_launches_in_a_fresh_named_dir_and_replies_after_launched() {
 fn idle_session_is_reaped_on_the_grid_not_before() {
     let mut h = H::new(cfg());
     let id = h.live();
-    // idle 10 s + 1 tick slack, on a 1 s grid: due at 11 s.
-    assert_eq!(h.m.poll_timeout(), Some(Timestamp(11 * S)));
-    h.at(11 * S - 1);
+    // idle 10 s on a 1 s grid: due at 10 s.
+    assert_eq!(h.m.poll_timeout(), Some(Timestamp(10 * S)));
+    h.at(10 * S - 1);
     assert!(h.tick().is_empty());
-    h.at(11 * S);
+    h.at(10 * S);
     let a = h.tick();
     assert_eq!(
         ending(&a),
         vec![(
             id,
             EndReason::IdleReaped {
-                idle_for: Duration::from_secs(11)
+                idle_for: Duration::from_secs(10)
             }
         )]
     );
     assert_eq!(
         h.complete(&a, id),
         EndReason::IdleReaped {
-            idle_for: Duration::from_secs(11)
+            idle_for: Duration::from_secs(10)
         }
     );
     assert_eq!(h.m.totals().reaped, 1);
@@ -155,11 +155,11 @@ fn touch_defers_reaping_lazily() {
     let mut h = H::new(cfg());
     let id = h.live();
     h.m.activity(id).unwrap().touch(Timestamp(5 * S));
-    h.at(11 * S);
+    h.at(10 * S);
     assert!(h.tick().is_empty(), "touched at 5 s: not idle yet");
-    // Re-armed at the real stamp: due at 16 s.
-    assert_eq!(h.m.poll_timeout(), Some(Timestamp(16 * S)));
-    h.at(16 * S);
+    // Re-armed at the real stamp: due at 15 s.
+    assert_eq!(h.m.poll_timeout(), Some(Timestamp(15 * S)));
+    h.at(15 * S);
     assert_eq!(ending(&h.tick()).len(), 1);
 }
 
@@ -174,15 +174,15 @@ fn a_busy_session_is_never_reaped_and_goes_once_idle() {
         assert!(h.tick().is_empty(), "busy at {t}s");
     }
     act.end_op(Timestamp(100 * S));
-    h.at(110 * S);
+    h.at(110 * S - 1);
     assert!(h.tick().is_empty());
-    h.at(111 * S);
+    h.at(110 * S);
     assert_eq!(
         ending(&h.tick()),
         vec![(
             id,
             EndReason::IdleReaped {
-                idle_for: Duration::from_secs(11)
+                idle_for: Duration::from_secs(10)
             }
         )]
     );
