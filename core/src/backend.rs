@@ -42,7 +42,7 @@ pub struct Orphan {
     /// The directory it was proven to belong to.
     pub dir: PathBuf,
     /// How ownership was proven (for the sweep report), e.g. "SingletonLock names
-    /// host-1234 and /proc/1234/cmdline has --user-data-dir=<dir>".
+    /// host-1234 and /proc/1234/cmdline has `--user-data-dir=<dir>`".
     pub proof: String,
 }
 

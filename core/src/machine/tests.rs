@@ -168,7 +168,7 @@ fn a_busy_session_is_never_reaped_and_goes_once_idle() {
     let mut h = H::new(cfg());
     let id = h.live();
     let act = h.m.activity(id).unwrap().clone();
-    act.begin_op(Timestamp(1 * S));
+    act.begin_op(Timestamp(S));
     for t in [11, 30, 60, 100] {
         h.at(t * S);
         assert!(h.tick().is_empty(), "busy at {t}s");
@@ -204,7 +204,7 @@ fn no_idle_timeout_means_no_reaping() {
 fn evict_lru_picks_least_recent_idle_session_and_launches_after_it_is_gone() {
     let mut h = H::new(cfg());
     let a = h.live();
-    h.at(1 * S);
+    h.at(S);
     let b = h.live();
     // a was used more recently than b, but only the real stamp says so.
     h.m.activity(a).unwrap().touch(Timestamp(2 * S));
@@ -240,7 +240,7 @@ fn evict_lru_skips_busy_sessions_and_waits_when_all_are_busy() {
     let a = h.live();
     let b = h.live();
     h.m.activity(a).unwrap().begin_op(Timestamp(0));
-    h.at(1 * S);
+    h.at(S);
     h.m.acquire(h.now, None);
     assert_eq!(ending(&h.drain()), vec![(b, EndReason::Evicted)]);
     h.feed(Input::Gone { id: b });
@@ -322,7 +322,7 @@ fn wait_policy_is_fifo_and_times_out() {
     let t1 = h.m.acquire(h.now, None);
     let t2 = h.m.acquire(h.now, None);
     assert!(h.drain().is_empty(), "Wait never evicts");
-    h.at(1 * S);
+    h.at(S);
     h.m.destroy(h.now, a).unwrap();
     let acts = h.drain();
     h.complete(&acts, a);
@@ -572,7 +572,7 @@ fn owner_release_destroys_after_grace_unless_touched_again() {
     h.drain();
     h.feed(Input::Launched { id: SessionId(1) });
     h.feed(Input::Launched { id: SessionId(2) });
-    h.at(1 * S);
+    h.at(S);
     assert_eq!(h.m.release_owner(h.now, &alice, Duration::from_secs(3)), 1);
     assert_eq!(h.m.release_owner(h.now, &bob, Duration::from_secs(3)), 1);
     // Bob reconnects and uses his session during the grace period.
