@@ -283,7 +283,12 @@ async fn reaper<L: ProcessLauncher>(weak: Weak<Inner<L>>) {
             if st.machine.poll_timeout().is_some_and(|t| t <= now) {
                 st.machine.handle_timeout(now);
             }
+            let done = st.machine.is_shutting_down() && st.machine.is_empty();
             inner.dispatch(st);
+            if done {
+                tracing::debug!("pool shut down and empty; reaper stops");
+                return;
+            }
         }
         // Listen before reading the next deadline, so that a deadline set by another task
         // from here on wakes us (our own dispatch above has already notified).
@@ -624,6 +629,12 @@ impl<L: ProcessLauncher> Pool<L> {
             clock: Arc::new(TokioClock::new()),
             instance: None,
         }
+    }
+
+    /// Whether the reaper task is still running. It stops when the pool is dropped, or
+    /// once a shut-down pool has nothing left to retry.
+    pub fn reaper_running(&self) -> bool {
+        !self.reaper.is_finished()
     }
 
     /// What the startup sweep did.

@@ -395,6 +395,8 @@ async fn shutdown_destroys_everything_and_refuses_new_requests() {
         pool.acquire().await.unwrap_err(),
         AcquireError::ShuttingDown
     );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!pool.reaper_running(), "the reaper stops with the pool");
 }
 
 #[tokio::test(start_paused = true)]
