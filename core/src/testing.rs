@@ -80,6 +80,8 @@ pub struct FakeLauncher {
     pub launches: Arc<AtomicU64>,
     /// Number of `kill_on_drop` calls that found a live process.
     pub drop_kills: Arc<AtomicU64>,
+    /// The most fake browsers ever alive at once.
+    pub peak_alive: Arc<AtomicU64>,
     /// Whether the launcher should write a file into each session directory at launch
     /// (to prove removal works on a non-empty directory).
     pub write_files: Arc<AtomicBool>,
@@ -177,7 +179,13 @@ impl ProcessLauncher for FakeLauncher {
             alive: tx,
             kills_to_die: AtomicU32::new(stubborn + 1),
         });
-        self.st().processes.insert(spec.id, p.clone());
+        let alive = {
+            let mut st = self.st();
+            st.processes.insert(spec.id, p.clone());
+            st.processes.retain(|_, p| p.is_alive());
+            st.processes.len() as u64
+        };
+        self.peak_alive.fetch_max(alive, Ordering::Relaxed);
         Ok(FakeProcess(p))
     }
 

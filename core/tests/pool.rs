@@ -640,3 +640,68 @@ async fn a_restart_after_a_crash_sweeps_what_the_crashed_pool_left() {
     assert!(!dir.exists(), "swept after the owner died");
     assert!(third.sweep_report().removed.contains(&dir));
 }
+
+// ----------------------------------------------------------------- concurrency
+
+#[test]
+fn concurrent_clients_never_exceed_max_browsers_and_leave_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let launcher = rt.block_on(async {
+        let (pool, launcher) = pool(PoolConfig {
+            max_browsers: 3,
+            acquire_timeout: Duration::from_secs(30),
+            ..cfg(root.path())
+        })
+        .await;
+        let pool = Arc::new(pool);
+        let mut tasks = Vec::new();
+        for client in 0..8u64 {
+            let pool = pool.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut served = 0;
+                for round in 0..40u64 {
+                    let Ok(lease) = pool.acquire().await else {
+                        continue;
+                    };
+                    served += 1;
+                    if let Ok(op) = lease.begin_op() {
+                        tokio::task::yield_now().await;
+                        drop(op);
+                    }
+                    // A third of the clients forget their sessions; the rest destroy.
+                    if (client + round) % 3 != 0 {
+                        let _ = pool.destroy(lease.id()).await;
+                    }
+                }
+                served
+            }));
+        }
+        let mut served = 0;
+        for t in tasks {
+            served += t.await.unwrap();
+        }
+        assert!(served > 0);
+        let st = pool.stats();
+        assert!(
+            st.totals.evicted > 0,
+            "forgotten sessions were evicted: {st:?}"
+        );
+        assert!(st.live <= 3);
+        let report = pool.shutdown().await;
+        assert!(report.unfinished.is_empty() && report.dirs_left.is_empty());
+        launcher
+    });
+    let peak = launcher.peak_alive.load(Ordering::Relaxed);
+    assert!((1..=3).contains(&peak), "peak of {peak} live browsers");
+    assert!(launcher.alive().is_empty());
+    assert!(
+        session_dirs(root.path()).is_empty(),
+        "{:?}",
+        entries(root.path())
+    );
+}
