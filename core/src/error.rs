@@ -86,6 +86,15 @@ pub enum AcquireError {
     /// The pool is shutting down or was dropped.
     #[error("the pool is shutting down: no new sessions are served")]
     ShuttingDown,
+    /// The session was launched but ended before it could be handed out (for example
+    /// its browser crashed at once).
+    #[error("session {id} ended before it could be handed out: {reason}; retry the request")]
+    EndedBeforeHandout {
+        /// The session.
+        id: SessionId,
+        /// Why it ended.
+        reason: EndReason,
+    },
 }
 
 /// Why an operation on a session failed.

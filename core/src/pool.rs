@@ -698,7 +698,10 @@ impl<L: ProcessLauncher> Pool<L> {
         };
         guard.rx = None;
         let id = result?;
-        self.session(id).map_err(|_| AcquireError::ShuttingDown)
+        self.session(id).map_err(|e| match e {
+            SessionError::Ended { id, reason } => AcquireError::EndedBeforeHandout { id, reason },
+            SessionError::Unknown { .. } => AcquireError::ShuttingDown,
+        })
     }
 
     /// A handle on a live session, or why it ended.
