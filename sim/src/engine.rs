@@ -500,6 +500,7 @@ struct Sim<'a> {
     // output
     event_index: u64,
     violations: BTreeMap<&'static str, Violation>,
+    idle_reported: BTreeSet<(u32, SessionId)>,
     failure_context: Vec<String>,
     ring: VecDeque<Line>,
     trace: Vec<String>,
@@ -522,6 +523,7 @@ fn err_label(e: &AcquireError) -> &'static str {
         AcquireError::QueueFull { .. } => "queue full",
         AcquireError::LaunchFailed { .. } => "launch failed",
         AcquireError::ShuttingDown => "shutting down",
+        _ => "ended before handout",
     }
 }
 
@@ -610,6 +612,7 @@ impl<'a> Sim<'a> {
             tick_ms,
             event_index: 0,
             violations: BTreeMap::new(),
+            idle_reported: BTreeSet::new(),
             failure_context: Vec::new(),
             ring: VecDeque::with_capacity(RING),
             trace: Vec::new(),
@@ -1190,7 +1193,7 @@ impl<'a> Sim<'a> {
             self.faults.clone()
         };
         let rb = &mut self.rng_browser;
-        let procs = [10u32, 11, 12, 13][rb.weighted(&[0.05, 0.15, 0.35, 0.45])];
+        let procs = [10u32, 11, 12, 13][rb.weighted(&[0.02, 0.10, 0.33, 0.55])];
         let kill_timeout_ms = ms(self.config.kill_timeout);
         let kill = KillBehaviour {
             kills_needed: if rb.chance(f.kill_escalation) {
@@ -1700,12 +1703,16 @@ impl<'a> Sim<'a> {
                 continue;
             }
             let last = a.last_active().0;
-            if self.now > last + self.idle_bound_ms && self.w().tree_alive(p, g) {
+            if self.now > last + self.idle_bound_ms
+                && !self.idle_reported.contains(&(self.inc, *id))
+                && self.w().tree_alive(p, g)
+            {
                 late = Some((*id, last));
                 break;
             }
         }
         if let Some((id, last)) = late {
+            self.idle_reported.insert((self.inc, id));
             self.violate(
                 oracle::IDLE_BOUND,
                 format!(

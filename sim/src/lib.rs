@@ -13,9 +13,11 @@
 //! assert!(out.managed.report.oracle_violations.is_empty());
 //! ```
 
+pub mod batch;
 pub mod engine;
 pub mod net;
 pub mod oracle;
+pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod scenario;

@@ -1,0 +1,113 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+//! The oracles catch deliberately broken pools, and stay quiet for the real one.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use browserpool::{Filesystem, KillStage, ProcessLauncher};
+use browserpool_sim::engine::{run, Mode, RunOptions};
+use browserpool_sim::oracle;
+use browserpool_sim::scenario::Scenario;
+use browserpool_sim::world::backend::SimBackend;
+use browserpool_sim::world::{KillBehaviour, Owner, World, WorldConfig};
+
+fn managed(sc: &Scenario, seed: u64) -> Vec<String> {
+    let out = run(
+        sc,
+        seed,
+        RunOptions {
+            mode: Mode::Managed,
+            full_trace: false,
+        },
+    )
+    .unwrap();
+    out.report
+        .oracle_violations
+        .iter()
+        .map(|v| v.oracle.clone())
+        .collect()
+}
+
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("simulated backend call waited"),
+    }
+}
+
+#[test]
+fn a_pool_without_a_reaper_fails_idle_bound_and_convergence() {
+    let mut sc = Scenario::preset("steady").unwrap();
+    sc.duration_hours = 24.0;
+    sc.managed.idle_timeout_secs = 0.0; // reaper off
+    sc.managed.release_grace_secs = -1.0; // and no owner release
+    let v = managed(&sc, 1);
+    assert!(v.contains(&oracle::IDLE_BOUND.to_owned()), "{v:?}");
+    assert!(v.contains(&oracle::CONVERGENCE.to_owned()), "{v:?}");
+}
+
+#[test]
+fn a_pool_that_skips_the_startup_sweep_fails_sweep_clean() {
+    let mut sc = Scenario::preset("crashy-server").unwrap();
+    sc.duration_hours = 24.0;
+    sc.faults.swarm = false; // server crashes on for sure
+    sc.faults.crash_during_sweep = 0.0;
+    sc.managed.sweep_on_start = false;
+    let v = managed(&sc, 1);
+    assert!(v.contains(&oracle::SWEEP_CLEAN.to_owned()), "{v:?}");
+    assert!(v.contains(&oracle::CONVERGENCE.to_owned()), "{v:?}");
+    // With the sweep on, the same run is clean.
+    sc.managed.sweep_on_start = true;
+    assert_eq!(managed(&sc, 1), Vec::<String>::new());
+}
+
+#[test]
+fn the_real_pool_passes_every_oracle_on_every_preset() {
+    for p in browserpool_sim::scenario::PRESETS {
+        let mut sc = Scenario::preset(p).unwrap();
+        sc.duration_hours = sc.duration_hours.min(24.0);
+        assert_eq!(managed(&sc, 11), Vec::<String>::new(), "{p}");
+    }
+}
+
+#[test]
+fn touching_a_neighbour_or_a_stale_pid_is_recorded() {
+    let world = Arc::new(Mutex::new(World::new(WorldConfig::default(), 1)));
+    let (other, theirs, stale_pid) = {
+        let mut w = world.lock().unwrap();
+        let other = Path::new("/tmp/chromelambda-other-user").to_owned();
+        w.place(&other, browserpool::EntryKind::Dir, 1001, Owner::Neighbour);
+        let dir = Path::new("/tmp/chromelambda-0000000a11ce-1").to_owned();
+        w.place(&dir, browserpool::EntryKind::Dir, 1000, Owner::Neighbour);
+        let theirs = w
+            .spawn_tree(&dir, Owner::Neighbour, 12, KillBehaviour::default())
+            .unwrap();
+        // A legacy dir whose SingletonLock names a PID that is now "postgres".
+        let (pg, _) = w.spawn_unrelated("postgres").unwrap();
+        (other, theirs, pg)
+    };
+    let (launcher, fs) = SimBackend::new(world.clone());
+    // A correct orphan search never reports the unrelated process.
+    let found = ready(launcher.find_orphans(Path::new("/tmp/chromelambda-legacy"))).unwrap();
+    assert!(found.is_empty());
+    assert!(!world.lock().unwrap().has_violations());
+    // Broken behaviour 1: removing another user's directory.
+    ready(fs.remove_dir_all(&other)).unwrap();
+    // Broken behaviour 2: killing the second pool's browser.
+    world
+        .lock()
+        .unwrap()
+        .signal_group(theirs.0, theirs.1, KillStage::Force);
+    // Broken behaviour 3: trusting a stale SingletonLock PID.
+    world
+        .lock()
+        .unwrap()
+        .signal_group(stale_pid, 0, KillStage::Force);
+    let v = world.lock().unwrap().take_violations();
+    assert_eq!(v.len(), 3, "{v:#?}");
+    assert!(v[0].contains("not ours"));
+    assert!(v[1].contains("neighbour"));
+    assert!(v[2].contains("postgres"));
+}
