@@ -238,32 +238,103 @@ impl Hasher for Fnv {
 
 #[derive(Clone, Debug, Hash)]
 enum Tr {
-    Start { instance: String, swept: bool },
-    Sweep { removed: usize, killed: usize, skipped: usize, failed: usize },
+    Start {
+        instance: String,
+        swept: bool,
+    },
+    Sweep {
+        removed: usize,
+        killed: usize,
+        skipped: usize,
+        failed: usize,
+    },
     SweepCrashed,
-    ServerCrash { trees: u64 },
-    Arrive { c: u32 },
-    Acquire { c: u32, ticket: u64 },
-    ReplyOk { c: Option<u32>, id: u64 },
-    ReplyErr { c: Option<u32>, err: &'static str },
-    OpBegin { c: u32, id: u64 },
-    OpEnd { c: u32, id: u64, long: bool },
-    ClientEnd { c: u32, how: &'static str },
-    ClientError { c: u32, what: &'static str },
-    Launch { id: u64, pgid: u32, procs: u32 },
-    NoDir { id: u64 },
-    Launched { id: u64 },
-    LaunchFailed { id: u64, why: &'static str },
-    Ending { id: u64, reason: &'static str },
-    Kill { id: u64, force: bool, attempt: u32 },
-    Gone { id: u64 },
-    KillTimedOut { id: u64, attempt: u32 },
-    Remove { id: u64, ok: bool },
-    Finished { id: u64, reason: &'static str, dir_removed: bool },
-    BrowserCrash { pgid: u32, id: Option<u64> },
+    ServerCrash {
+        trees: u64,
+    },
+    Arrive {
+        c: u32,
+    },
+    Acquire {
+        c: u32,
+        ticket: u64,
+    },
+    ReplyOk {
+        c: Option<u32>,
+        id: u64,
+    },
+    ReplyErr {
+        c: Option<u32>,
+        err: &'static str,
+    },
+    OpBegin {
+        c: u32,
+        id: u64,
+    },
+    OpEnd {
+        c: u32,
+        id: u64,
+        long: bool,
+    },
+    ClientEnd {
+        c: u32,
+        how: &'static str,
+    },
+    ClientError {
+        c: u32,
+        what: &'static str,
+    },
+    Launch {
+        id: u64,
+        pgid: u32,
+        procs: u32,
+    },
+    NoDir {
+        id: u64,
+    },
+    Launched {
+        id: u64,
+    },
+    LaunchFailed {
+        id: u64,
+        why: &'static str,
+    },
+    Ending {
+        id: u64,
+        reason: &'static str,
+    },
+    Kill {
+        id: u64,
+        force: bool,
+        attempt: u32,
+    },
+    Gone {
+        id: u64,
+    },
+    KillTimedOut {
+        id: u64,
+        attempt: u32,
+    },
+    Remove {
+        id: u64,
+        ok: bool,
+    },
+    Finished {
+        id: u64,
+        reason: &'static str,
+        dir_removed: bool,
+    },
+    BrowserCrash {
+        pgid: u32,
+        id: Option<u64>,
+    },
     Quiet,
-    Converged { ok: bool },
-    Violation { oracle: &'static str },
+    Converged {
+        ok: bool,
+    },
+    Violation {
+        oracle: &'static str,
+    },
 }
 
 #[derive(Clone, Debug, Hash)]
@@ -292,13 +363,21 @@ impl fmt::Display for Line {
                 "server start i{i} instance {instance}{}",
                 if *swept { " (sweep)" } else { "" }
             ),
-            Tr::Sweep { removed, killed, skipped, failed } => write!(
+            Tr::Sweep {
+                removed,
+                killed,
+                skipped,
+                failed,
+            } => write!(
                 f,
                 "sweep i{i}: removed {removed}, killed {killed}, skipped {skipped}, failed {failed}"
             ),
             Tr::SweepCrashed => write!(f, "server i{i} crashed during its startup sweep"),
             Tr::ServerCrash { trees } => {
-                write!(f, "server i{i} crashed (no destructors); {trees} browser trees of ours alive")
+                write!(
+                    f,
+                    "server i{i} crashed (no destructors); {trees} browser trees of ours alive"
+                )
             }
             Tr::Arrive { c } => write!(f, "c{c} arrives"),
             Tr::Acquire { c, ticket } => write!(f, "c{c} acquire -> ticket {ticket}"),
@@ -306,7 +385,11 @@ impl fmt::Display for Line {
             Tr::ReplyErr { c, err } => write!(f, "reply {} <- error {err}", who(*c)),
             Tr::OpBegin { c, id } => write!(f, "c{c} op begin i{i}/s{id}"),
             Tr::OpEnd { c, id, long } => {
-                write!(f, "c{c} op end i{i}/s{id}{}", if *long { " (long)" } else { "" })
+                write!(
+                    f,
+                    "c{c} op end i{i}/s{id}{}",
+                    if *long { " (long)" } else { "" }
+                )
             }
             Tr::ClientEnd { c, how } => write!(f, "c{c} {how}"),
             Tr::ClientError { c, what } => write!(f, "c{c} error: {what}"),
@@ -327,9 +410,17 @@ impl fmt::Display for Line {
                 write!(f, "kill timed out i{i}/s{id} attempt {attempt}")
             }
             Tr::Remove { id, ok } => {
-                write!(f, "remove dir i{i}/s{id}: {}", if *ok { "ok" } else { "failed" })
+                write!(
+                    f,
+                    "remove dir i{i}/s{id}: {}",
+                    if *ok { "ok" } else { "failed" }
+                )
             }
-            Tr::Finished { id, reason, dir_removed } => write!(
+            Tr::Finished {
+                id,
+                reason,
+                dir_removed,
+            } => write!(
                 f,
                 "finished i{i}/s{id} ({reason}){}",
                 if *dir_removed { "" } else { ", dir pending" }
@@ -340,7 +431,11 @@ impl fmt::Display for Line {
             },
             Tr::Quiet => write!(f, "quiet: clients gone, faults off"),
             Tr::Converged { ok } => {
-                write!(f, "convergence check: {}", if *ok { "empty" } else { "NOT EMPTY" })
+                write!(
+                    f,
+                    "convergence check: {}",
+                    if *ok { "empty" } else { "NOT EMPTY" }
+                )
             }
             Tr::Violation { oracle } => write!(f, "ORACLE VIOLATION {oracle}"),
         }
@@ -554,9 +649,11 @@ impl<'a> Sim<'a> {
         let world = World::new(wc, seed);
         // Reference bounds. The idle bound uses the default idle timeout when the
         // reaper is off, so a pool without a reaper shows up as a violation.
-        let idle = config
-            .idle_timeout
-            .unwrap_or(PoolConfig::default().idle_timeout.unwrap_or(Duration::from_secs(1800)));
+        let idle = config.idle_timeout.unwrap_or(
+            PoolConfig::default()
+                .idle_timeout
+                .unwrap_or(Duration::from_secs(1800)),
+        );
         let kill_budget =
             config.kill_grace + config.kill_timeout * (config.kill_attempts.saturating_add(1));
         let idle_bound_ms = ms(idle + config.reap_interval + config.tick + kill_budget);
@@ -899,7 +996,8 @@ impl<'a> Sim<'a> {
 
     fn next_arrival(&mut self, from: u64) -> Option<u64> {
         let wl = &self.sc.workload;
-        let max = wl.sessions_per_day.max(0.0) / 86_400_000.0 * (1.0 + wl.daily_cycle.clamp(0.0, 1.0));
+        let max =
+            wl.sessions_per_day.max(0.0) / 86_400_000.0 * (1.0 + wl.daily_cycle.clamp(0.0, 1.0));
         if max <= 0.0 {
             return None;
         }
@@ -995,9 +1093,13 @@ impl<'a> Sim<'a> {
                 let cl = &mut self.clients[c as usize];
                 let long = cl.rng.chance(wl.long_op_probability);
                 let secs = if long {
-                    cl.rng.uniform(wl.long_op_secs_min, wl.long_op_secs_max.max(wl.long_op_secs_min))
+                    cl.rng.uniform(
+                        wl.long_op_secs_min,
+                        wl.long_op_secs_max.max(wl.long_op_secs_min),
+                    )
                 } else {
-                    cl.rng.uniform(wl.op_secs_min, wl.op_secs_max.max(wl.op_secs_min))
+                    cl.rng
+                        .uniform(wl.op_secs_min, wl.op_secs_max.max(wl.op_secs_min))
                 };
                 cl.state = CState::InOp { long };
                 activity.begin_op(self.ts());
@@ -1033,7 +1135,10 @@ impl<'a> Sim<'a> {
         let now = self.ts();
         match ending {
             Ending::Destroy => {
-                self.tr(Tr::ClientEnd { c, how: "destroys its session" });
+                self.tr(Tr::ClientEnd {
+                    c,
+                    how: "destroys its session",
+                });
                 let r = self.machine.as_mut().map(|m| m.destroy(now, id));
                 if let Some(Err(_)) = r {
                     self.client_errors += 1;
@@ -1043,9 +1148,15 @@ impl<'a> Sim<'a> {
                     });
                 }
             }
-            Ending::Crash => self.tr(Tr::ClientEnd { c, how: "crashes silently" }),
+            Ending::Crash => self.tr(Tr::ClientEnd {
+                c,
+                how: "crashes silently",
+            }),
             Ending::Disconnect => {
-                self.tr(Tr::ClientEnd { c, how: "disconnects" });
+                self.tr(Tr::ClientEnd {
+                    c,
+                    how: "disconnects",
+                });
                 if let Some(grace) = self.release_grace {
                     let owner = self.clients[c as usize].owner.clone();
                     if let Some(m) = self.machine.as_mut() {
@@ -1053,7 +1164,10 @@ impl<'a> Sim<'a> {
                     }
                 }
             }
-            Ending::Forget => self.tr(Tr::ClientEnd { c, how: "forgets its session" }),
+            Ending::Forget => self.tr(Tr::ClientEnd {
+                c,
+                how: "forgets its session",
+            }),
         }
         self.drain();
     }
@@ -1097,7 +1211,10 @@ impl<'a> Sim<'a> {
             } => self.do_kill(id, stage, attempt, wait),
             Action::RemoveDir { id, dir, .. } => {
                 let r = self.w().remove_dir_all(&dir);
-                self.tr(Tr::Remove { id: id.0, ok: r.is_ok() });
+                self.tr(Tr::Remove {
+                    id: id.0,
+                    ok: r.is_ok(),
+                });
                 let now = self.ts();
                 match r {
                     Ok(()) => {
@@ -1139,7 +1256,10 @@ impl<'a> Sim<'a> {
                     if tree_alive {
                         self.violate(
                             oracle::EXACTLY_ONCE,
-                            format!("session i{}/{id} finished while its processes live", self.inc),
+                            format!(
+                                "session i{}/{id} finished while its processes live",
+                                self.inc
+                            ),
                         );
                     }
                     if dir_removed && dir_there {
@@ -1308,7 +1428,11 @@ impl<'a> Sim<'a> {
                 if !current {
                     return;
                 }
-                let why = if hang { "timed out" } else { "browser exited during start-up" };
+                let why = if hang {
+                    "timed out"
+                } else {
+                    "browser exited during start-up"
+                };
                 self.tr(Tr::LaunchFailed { id: id.0, why });
                 if let Some(t) = tree {
                     self.by_tree.remove(&t);
@@ -1530,7 +1654,9 @@ impl<'a> Sim<'a> {
         self.finished.clear();
         self.check_clean_start();
         if self.faults.server_crash_per_day > 0.0 {
-            let dt = self.rng_server.exp(86_400_000.0 / self.faults.server_crash_per_day) as u64;
+            let dt = self
+                .rng_server
+                .exp(86_400_000.0 / self.faults.server_crash_per_day) as u64;
             let t = self.now + dt.max(1);
             if t < self.quiet_from {
                 let inc = self.inc;
@@ -1587,7 +1713,8 @@ impl<'a> Sim<'a> {
         self.slots.clear();
         self.by_tree.clear();
         self.armed = None;
-        let pending: Vec<(Option<u32>, u64)> = std::mem::take(&mut self.tickets).into_values().collect();
+        let pending: Vec<(Option<u32>, u64)> =
+            std::mem::take(&mut self.tickets).into_values().collect();
         for (c, _) in pending {
             if let Some(c) = c {
                 if self.clients[c as usize].state == CState::Waiting {
@@ -1689,7 +1816,9 @@ impl<'a> Sim<'a> {
             if all > max {
                 self.violate(
                     oracle::CAPACITY,
-                    format!("{all} live browser trees of ours (all incarnations) > max_browsers {max}"),
+                    format!(
+                        "{all} live browser trees of ours (all incarnations) > max_browsers {max}"
+                    ),
                 );
             }
         }
@@ -1770,7 +1899,14 @@ impl<'a> Sim<'a> {
                 .into_iter()
                 .filter(|(p, _, k)| *k == EntryKind::Dir && !held_dirs.contains(p))
                 .count() as u64;
-            (tb, tp, w.ours_rss(), orphan_trees, orphan_dirs, w.counters().clone())
+            (
+                tb,
+                tp,
+                w.ours_rss(),
+                orphan_trees,
+                orphan_dirs,
+                w.counters().clone(),
+            )
         };
         let a = &self.acc;
         let report = RunReport {
@@ -1837,7 +1973,8 @@ fn add_totals(acc: &mut Totals, t: &Totals) {
 
 /// The command that replays `seed` of `scenario` (with a duration override if any).
 pub fn replay_command(scenario: &str, seed: u64, hours: Option<f64>) -> String {
-    let mut s = format!("cargo run --release -p browserpool-sim -- replay {scenario} --seed {seed}");
+    let mut s =
+        format!("cargo run --release -p browserpool-sim -- replay {scenario} --seed {seed}");
     if let Some(h) = hours {
         s.push_str(&format!(" --hours {h}"));
     }

@@ -99,31 +99,104 @@ fn gib(b: u64) -> String {
 }
 
 /// The side-by-side table printed by `replay`.
-pub fn table(
-    un: (&RunReport, &RunExtras),
-    ma: (&RunReport, &RunExtras),
-) -> String {
+pub fn table(un: (&RunReport, &RunExtras), ma: (&RunReport, &RunExtras)) -> String {
     let rows: Vec<(&str, String, String)> = vec![
-        ("peak browsers", un.0.peak_browsers.to_string(), ma.0.peak_browsers.to_string()),
-        ("peak processes", un.0.peak_processes.to_string(), ma.0.peak_processes.to_string()),
-        ("peak RSS", gib(un.0.peak_rss_bytes), gib(ma.0.peak_rss_bytes)),
-        ("end browsers", un.0.end_browsers.to_string(), ma.0.end_browsers.to_string()),
-        ("end processes", un.0.end_processes.to_string(), ma.0.end_processes.to_string()),
+        (
+            "peak browsers",
+            un.0.peak_browsers.to_string(),
+            ma.0.peak_browsers.to_string(),
+        ),
+        (
+            "peak processes",
+            un.0.peak_processes.to_string(),
+            ma.0.peak_processes.to_string(),
+        ),
+        (
+            "peak RSS",
+            gib(un.0.peak_rss_bytes),
+            gib(ma.0.peak_rss_bytes),
+        ),
+        (
+            "end browsers",
+            un.0.end_browsers.to_string(),
+            ma.0.end_browsers.to_string(),
+        ),
+        (
+            "end processes",
+            un.0.end_processes.to_string(),
+            ma.0.end_processes.to_string(),
+        ),
         ("end RSS", gib(un.1.end_rss_bytes), gib(ma.1.end_rss_bytes)),
-        ("orphaned sessions (end)", un.0.orphaned_sessions_end.to_string(), ma.0.orphaned_sessions_end.to_string()),
-        ("orphaned dirs (end)", un.0.orphaned_dirs_end.to_string(), ma.0.orphaned_dirs_end.to_string()),
-        ("created", un.0.created.to_string(), ma.0.created.to_string()),
-        ("destroyed by clients", un.1.destroyed.to_string(), ma.1.destroyed.to_string()),
-        ("reaped (idle)", un.0.reaped.to_string(), ma.0.reaped.to_string()),
-        ("released (owner gone)", un.1.owner_released.to_string(), ma.1.owner_released.to_string()),
-        ("evicted (LRU)", un.0.evicted.to_string(), ma.0.evicted.to_string()),
-        ("retired", un.0.retired.to_string(), ma.0.retired.to_string()),
-        ("crashed", un.0.crashed.to_string(), ma.0.crashed.to_string()),
-        ("rejected", un.0.rejected.to_string(), ma.0.rejected.to_string()),
-        ("client errors", un.0.client_errors.to_string(), ma.0.client_errors.to_string()),
-        ("server crashes", un.1.server_crashes.to_string(), ma.1.server_crashes.to_string()),
-        ("orphans killed by sweeps", un.1.sweep_orphans_killed.to_string(), ma.1.sweep_orphans_killed.to_string()),
-        ("oracle violations", count(&un.0.oracle_violations), count(&ma.0.oracle_violations)),
+        (
+            "orphaned sessions (end)",
+            un.0.orphaned_sessions_end.to_string(),
+            ma.0.orphaned_sessions_end.to_string(),
+        ),
+        (
+            "orphaned dirs (end)",
+            un.0.orphaned_dirs_end.to_string(),
+            ma.0.orphaned_dirs_end.to_string(),
+        ),
+        (
+            "created",
+            un.0.created.to_string(),
+            ma.0.created.to_string(),
+        ),
+        (
+            "destroyed by clients",
+            un.1.destroyed.to_string(),
+            ma.1.destroyed.to_string(),
+        ),
+        (
+            "reaped (idle)",
+            un.0.reaped.to_string(),
+            ma.0.reaped.to_string(),
+        ),
+        (
+            "released (owner gone)",
+            un.1.owner_released.to_string(),
+            ma.1.owner_released.to_string(),
+        ),
+        (
+            "evicted (LRU)",
+            un.0.evicted.to_string(),
+            ma.0.evicted.to_string(),
+        ),
+        (
+            "retired",
+            un.0.retired.to_string(),
+            ma.0.retired.to_string(),
+        ),
+        (
+            "crashed",
+            un.0.crashed.to_string(),
+            ma.0.crashed.to_string(),
+        ),
+        (
+            "rejected",
+            un.0.rejected.to_string(),
+            ma.0.rejected.to_string(),
+        ),
+        (
+            "client errors",
+            un.0.client_errors.to_string(),
+            ma.0.client_errors.to_string(),
+        ),
+        (
+            "server crashes",
+            un.1.server_crashes.to_string(),
+            ma.1.server_crashes.to_string(),
+        ),
+        (
+            "orphans killed by sweeps",
+            un.1.sweep_orphans_killed.to_string(),
+            ma.1.sweep_orphans_killed.to_string(),
+        ),
+        (
+            "oracle violations",
+            count(&un.0.oracle_violations),
+            count(&ma.0.oracle_violations),
+        ),
     ];
     let mut s = format!("{:<26} {:>14} {:>14}\n", "", "unmanaged", "managed");
     s.push_str(&format!("{:-<26} {:->14} {:->14}\n", "", "", ""));

@@ -122,7 +122,10 @@ mod tests {
         let mut r2 = Rng::new(0);
         let v2: Vec<u64> = (0..3).map(|_| r2.next_u64()).collect();
         assert_eq!(v, v2);
-        assert_ne!(Rng::derive(1, 2, 3).next_u64(), Rng::derive(1, 2, 4).next_u64());
+        assert_ne!(
+            Rng::derive(1, 2, 3).next_u64(),
+            Rng::derive(1, 2, 4).next_u64()
+        );
         let mut r = Rng::new(7);
         for _ in 0..1000 {
             let x = r.range(3, 5);

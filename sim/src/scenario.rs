@@ -268,7 +268,7 @@ impl Faults {
         if !self.swarm {
             return self.clone();
         }
-        let mut rng = Rng::derive(seed, 0x5357_4152_4d, 0);
+        let mut rng = Rng::derive(seed, 0x0053_5741_524d, 0);
         let mut pick = |max: f64| {
             if rng.chance(0.5) {
                 rng.uniform(0.0, max)

@@ -21,7 +21,11 @@ fn trace(preset: &str, hours: f64, seed: u64, mode: Mode) -> (Vec<String>, u64) 
 
 #[test]
 fn same_seed_same_trace_byte_for_byte() {
-    for (preset, hours) in [("kristof5", 72.0), ("crashy-server", 24.0), ("hung-kill", 12.0)] {
+    for (preset, hours) in [
+        ("kristof5", 72.0),
+        ("crashy-server", 24.0),
+        ("hung-kill", 12.0),
+    ] {
         for mode in [Mode::Managed, Mode::Unmanaged] {
             let (a, ha) = trace(preset, hours, 7, mode);
             let (b, hb) = trace(preset, hours, 7, mode);

@@ -72,8 +72,14 @@ fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
     let (a, b) = s
         .split_once("..")
         .ok_or_else(|| format!("--seeds {s:?}: expected A..B, e.g. 0..200"))?;
-    let a: u64 = a.trim().parse().map_err(|e| format!("--seeds start {a:?}: {e}"))?;
-    let b: u64 = b.trim().parse().map_err(|e| format!("--seeds end {b:?}: {e}"))?;
+    let a: u64 = a
+        .trim()
+        .parse()
+        .map_err(|e| format!("--seeds start {a:?}: {e}"))?;
+    let b: u64 = b
+        .trim()
+        .parse()
+        .map_err(|e| format!("--seeds end {b:?}: {e}"))?;
     if b <= a {
         return Err(format!("--seeds {s:?}: the range is empty"));
     }
@@ -158,10 +164,7 @@ fn real_main() -> Result<ExitCode, String> {
                     for l in &out.managed.failure_context {
                         println!("  {l}");
                     }
-                    println!(
-                        "\nreplay with: {}",
-                        replay_command(&scenario, seed, hours)
-                    );
+                    println!("\nreplay with: {}", replay_command(&scenario, seed, hours));
                 }
                 println!(
                     "\nwall time {wall_ms:.1} ms for both pools ({} + {} events); simulated/wall = {:.0}x per pool",
@@ -190,9 +193,8 @@ fn real_main() -> Result<ExitCode, String> {
                 Some(s) => vec![s],
                 None => PRESETS.iter().map(|s| s.to_string()).collect(),
             };
-            let threads = threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            });
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let total = (range.end - range.start) * names.len() as u64;
             let bar = ProgressBar::new(total);
             if !std::io::stderr().is_terminal() {

@@ -17,7 +17,7 @@
 //!   error the world injects (PID space exhausted, a crash armed with
 //!   [`World::crash_after_ops`]);
 //! - `kill(Force)` is effective at once unless the world's tree was given a
-//!   [`KillBehaviour`](super::KillBehaviour) needing more kills; `wait_gone` and `exited`
+//!   [`KillBehaviour`] needing more kills; `wait_gone` and `exited`
 //!   resolve when the tree is reaped;
 //! - every operation first counts against [`World::crash_after_ops`], so a crash in the
 //!   middle of a startup sweep can be modelled precisely;
@@ -48,6 +48,7 @@ impl SimBackend {
     /// A launcher and filesystem over `world`, tagging what they create as incarnation 0
     /// of the pool under test. If the world has no server process yet, one is started
     /// (it holds the pool's marker lock).
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(world: Arc<Mutex<World>>) -> (SimLauncher, SimFs) {
         Self::with_incarnation(world, 0)
     }

@@ -480,7 +480,12 @@ impl World {
     /// has that id now receives it. `expected_gen` is the leader generation the caller
     /// believes it is signalling; a mismatch (a reused PID) or a group that is not ours is
     /// recorded as a violation, and the signal is still delivered, as on a real OS.
-    pub fn signal_group(&mut self, pgid: u32, expected_gen: u64, stage: KillStage) -> SignalOutcome {
+    pub fn signal_group(
+        &mut self,
+        pgid: u32,
+        expected_gen: u64,
+        stage: KillStage,
+    ) -> SignalOutcome {
         let now = self.now;
         let Some(t) = self.trees.get_mut(&pgid) else {
             if let Some(p) = self.procs.get(&pgid) {
