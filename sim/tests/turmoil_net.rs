@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use browserpool::{EndReason, Filesystem, Pool, PoolConfig, SessionError};
 use browserpool_sim::net::backend::{MemFs, NetLauncher};
-use browserpool_sim::net::scenario::{run, FaultKinds, NetReport, NetScenario};
+use browserpool_sim::net::scenario::{run, run_world, FaultKinds, NetReport, NetScenario};
 
 fn scenario(seed: u64) -> NetScenario {
     let mut s = NetScenario::new(seed);
@@ -22,9 +22,11 @@ fn scenario(seed: u64) -> NetScenario {
 fn assert_clean(r: &NetReport) {
     assert!(
         r.violations.is_empty(),
-        "seed {} broke invariants (replay: cargo test -p browserpool-sim --test turmoil_net -- seed_{}):\n{:#?}\n{r:#?}",
+        "seed {} on the {} backend broke invariants (replay: NetScenario::new({}) with clients = {}, see sim/tests/turmoil_net.rs):\n{:#?}\n{r:#?}",
         r.seed,
+        r.backend,
         r.seed,
+        3 + r.seed % 4,
         r.violations
     );
     assert!(
@@ -36,16 +38,28 @@ fn assert_clean(r: &NetReport) {
 }
 
 /// Eight seeds, faults chosen per seed (swarm), each one simulated hour plus
-/// convergence; every invariant holds, and across the batch every fault kind and every
-/// recovery path was exercised at least once.
+/// convergence, on the fake backend; every invariant holds, and across the batch every
+/// fault kind and every recovery path was exercised at least once.
 #[test]
 fn seeds_keep_every_invariant() {
+    check_batch(run, 1..=8);
+}
+
+/// The same on the simulated world (PIDs reused, process trees, marker locks held by a
+/// server process, an oracle for anything touched that is not ours), other seeds.
+#[test]
+fn seeds_keep_every_invariant_on_the_simulated_world() {
+    check_batch(run_world, 11..=18);
+}
+
+fn check_batch(run: fn(&NetScenario) -> NetReport, seeds: std::ops::RangeInclusive<u64>) {
     let started = Instant::now();
     let mut reports = Vec::new();
-    for seed in 1..=8 {
+    for seed in seeds {
         let r = run(&scenario(seed));
         eprintln!(
-            "seed {seed}: faults {:?}, injected {:?}, disconnects {:?}, requests {} ({} unanswered during faults), created {}, evicted {}, reaped {}, owner_released {}, sweep killed {}, peak {} browsers, converged {:?} after chaos, trace {:016x}",
+            "{} seed {seed}: faults {:?}, injected {:?}, disconnects {:?}, requests {} ({} unanswered during faults), created {}, evicted {}, reaped {}, owner_released {}, sweep killed {}, peak {} browsers, converged {:?} after chaos, trace {:016x}",
+            r.backend,
             r.faults.unwrap(),
             r.injected,
             r.disconnects,
@@ -63,7 +77,7 @@ fn seeds_keep_every_invariant() {
         assert_clean(&r);
         reports.push(r);
     }
-    eprintln!("8 seeds in {:?} wall", started.elapsed());
+    eprintln!("{} seeds in {:?} wall", reports.len(), started.elapsed());
     let sum = |f: &dyn Fn(&NetReport) -> u64| reports.iter().map(f).sum::<u64>();
     let injected = |k: &str| sum(&|r| r.injected.get(k).copied().unwrap_or(0));
     let disconnects = |k: &str| sum(&|r| r.disconnects.get(k).copied().unwrap_or(0));
@@ -90,10 +104,13 @@ fn seeds_keep_every_invariant() {
     assert!(sum(&|r| r.requests) > 1000);
 }
 
-/// Every fault kind on at once, on two more seeds.
+/// Every fault kind on at once, on two more seeds, on both backends.
 #[test]
 fn all_faults_at_once() {
-    for seed in [101, 202] {
+    for (seed, run) in [
+        (101, run as fn(&NetScenario) -> NetReport),
+        (202, run_world),
+    ] {
         let mut s = scenario(seed);
         s.faults = Some(FaultKinds::ALL);
         let r = run(&s);
@@ -107,7 +124,7 @@ fn all_faults_at_once() {
 /// same outcomes, same counters.
 #[test]
 fn same_seed_same_run() {
-    for seed in [3, 6] {
+    for (seed, run) in [(3, run as fn(&NetScenario) -> NetReport), (16, run_world)] {
         let a = run(&scenario(seed));
         let b = run(&scenario(seed));
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
@@ -159,17 +176,20 @@ fn server_without_keepalive_is_caught() {
 /// incarnation's browsers and directories behind, and the sweep invariant says so.
 #[test]
 fn restart_without_sweep_is_caught() {
-    let mut s = scenario(6);
-    s.faults = Some(FaultKinds::ALL);
-    s.pool.sweep_on_start = false;
-    let r = run(&s);
-    assert!(
-        r.violations
-            .iter()
-            .any(|v| v.contains("sweep") || v.contains("max_browsers")),
-        "{:#?}",
-        r.violations
-    );
+    for run in [run as fn(&NetScenario) -> NetReport, run_world] {
+        let mut s = scenario(6);
+        s.faults = Some(FaultKinds::ALL);
+        s.pool.sweep_on_start = false;
+        let r = run(&s);
+        assert!(
+            r.violations
+                .iter()
+                .any(|v| v.contains("sweep") || v.contains("max_browsers")),
+            "{}: {:#?}",
+            r.backend,
+            r.violations
+        );
+    }
 }
 
 /// The pool's default `TokioClock` follows turmoil's simulated time inside a host: an

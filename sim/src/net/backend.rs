@@ -1,13 +1,16 @@
-//! The backend the turmoil server's pool runs on: [`NetLauncher`] (the core's
-//! [`FakeLauncher`] plus a process registry that survives a server crash, so the next
-//! incarnation's startup sweep can find and kill orphans) and [`MemFs`] (an in-memory
-//! filesystem whose marker locks are released when the owning incarnation dies).
+//! The backends the turmoil server's pool runs on, chosen with [`NetBackend`]:
+//! - [`NetLauncher`] (the core's [`FakeLauncher`] plus a process registry that survives
+//!   a server crash, so the next incarnation's startup sweep can find and kill orphans)
+//!   with [`MemFs`] (an in-memory filesystem whose marker locks are released when the
+//!   owning incarnation dies);
+//! - the simulated [`World`] of `browserpool_sim::world`, through its `SimBackend`.
 //!
 //! Both live *outside* the simulated server host, in the harness, like the OS does: a
 //! crash of the server loses the pool's memory but not its processes or directories.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -16,6 +19,9 @@ use browserpool::{
     sweep, BackendError, BackendErrorKind, DirEntryInfo, EntryKind, Filesystem, KillStage,
     LaunchSpec, MarkerLock, MarkerState, MemoryUsage, Orphan, ProcessLauncher,
 };
+
+use crate::world::backend::{SimBackend, SimLauncher, SimProcess};
+use crate::world::{World, WorldConfig};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -344,5 +350,263 @@ impl Filesystem for MemFs {
         } else {
             MarkerState::Dead
         })
+    }
+}
+
+/// A [`ProcessLauncher`] over either backend of [`NetBackend`], with scripted launch
+/// failures: while the shared counter is positive, each launch decrements it and fails
+/// (before anything is started).
+#[derive(Clone)]
+pub struct BackendLauncher {
+    kind: LauncherKind,
+    fail_next: Arc<AtomicU32>,
+}
+
+#[derive(Clone)]
+enum LauncherKind {
+    Fake(NetLauncher),
+    World(SimLauncher),
+}
+
+/// A browser of a [`BackendLauncher`].
+#[derive(Debug)]
+pub enum BackendProcess {
+    /// From the fake backend.
+    Fake(NetProcess),
+    /// From the simulated world.
+    World(SimProcess),
+}
+
+fn mismatch(op: &'static str) -> BackendError {
+    BackendError::new(op, BackendErrorKind::Other, "process from another backend")
+}
+
+#[async_trait]
+impl ProcessLauncher for BackendLauncher {
+    type Process = BackendProcess;
+
+    async fn launch(&self, spec: &LaunchSpec) -> Result<BackendProcess, BackendError> {
+        let failing = self
+            .fail_next
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(BackendError::new(
+                "launch",
+                BackendErrorKind::Launch,
+                "injected launch failure",
+            ));
+        }
+        match &self.kind {
+            LauncherKind::Fake(l) => l.launch(spec).await.map(BackendProcess::Fake),
+            LauncherKind::World(l) => l.launch(spec).await.map(BackendProcess::World),
+        }
+    }
+
+    async fn kill(&self, process: &BackendProcess, stage: KillStage) -> Result<(), BackendError> {
+        match (&self.kind, process) {
+            (LauncherKind::Fake(l), BackendProcess::Fake(p)) => l.kill(p, stage).await,
+            (LauncherKind::World(l), BackendProcess::World(p)) => l.kill(p, stage).await,
+            _ => Err(mismatch("kill")),
+        }
+    }
+
+    async fn wait_gone(&self, process: &BackendProcess) {
+        match (&self.kind, process) {
+            (LauncherKind::Fake(l), BackendProcess::Fake(p)) => l.wait_gone(p).await,
+            (LauncherKind::World(l), BackendProcess::World(p)) => l.wait_gone(p).await,
+            _ => {}
+        }
+    }
+
+    async fn exited(&self, process: &BackendProcess) -> String {
+        match (&self.kind, process) {
+            (LauncherKind::Fake(l), BackendProcess::Fake(p)) => l.exited(p).await,
+            (LauncherKind::World(l), BackendProcess::World(p)) => l.exited(p).await,
+            _ => std::future::pending().await,
+        }
+    }
+
+    fn kill_on_drop(&self, process: &BackendProcess) {
+        match (&self.kind, process) {
+            (LauncherKind::Fake(l), BackendProcess::Fake(p)) => l.kill_on_drop(p),
+            (LauncherKind::World(l), BackendProcess::World(p)) => l.kill_on_drop(p),
+            _ => {}
+        }
+    }
+
+    async fn memory(&self, process: &BackendProcess) -> Option<MemoryUsage> {
+        match (&self.kind, process) {
+            (LauncherKind::Fake(l), BackendProcess::Fake(p)) => l.memory(p).await,
+            (LauncherKind::World(l), BackendProcess::World(p)) => l.memory(p).await,
+            _ => None,
+        }
+    }
+
+    async fn find_orphans(&self, dir: &Path) -> Result<Vec<Orphan>, BackendError> {
+        match &self.kind {
+            LauncherKind::Fake(l) => l.find_orphans(dir).await,
+            LauncherKind::World(l) => l.find_orphans(dir).await,
+        }
+    }
+
+    async fn kill_orphan(&self, orphan: &Orphan) -> Result<bool, BackendError> {
+        match &self.kind {
+            LauncherKind::Fake(l) => l.kill_orphan(orphan).await,
+            LauncherKind::World(l) => l.kill_orphan(orphan).await,
+        }
+    }
+}
+
+/// The simulated OS under the turmoil server: it lives in the harness, outside the
+/// server host, so it outlives a server crash.
+#[derive(Clone)]
+pub enum NetBackend {
+    /// [`NetLauncher`] (the core's `FakeLauncher` plus a registry) and [`MemFs`].
+    Fake {
+        /// The launcher.
+        launcher: NetLauncher,
+        /// The filesystem.
+        fs: MemFs,
+    },
+    /// The discrete-event engine's simulated world ([`World`]: PIDs reused, process
+    /// trees of 12, process groups, marker locks held by a server process, an oracle
+    /// for anything touched that is not ours), through [`SimBackend`].
+    World(Arc<Mutex<World>>),
+}
+
+impl NetBackend {
+    /// A fresh fake backend.
+    pub fn fake() -> Self {
+        NetBackend::Fake {
+            launcher: NetLauncher::new(),
+            fs: MemFs::new(),
+        }
+    }
+
+    /// A fresh simulated world rooted at `root`, its own fault draws seeded by `seed`.
+    pub fn world(root: PathBuf, seed: u64) -> Self {
+        let config = WorldConfig {
+            root,
+            uid: MemFs::UID,
+            ..WorldConfig::default()
+        };
+        NetBackend::World(Arc::new(Mutex::new(World::new(config, seed))))
+    }
+
+    /// A short name ("fake" or "world").
+    pub fn name(&self) -> &'static str {
+        match self {
+            NetBackend::Fake { .. } => "fake",
+            NetBackend::World(_) => "world",
+        }
+    }
+
+    /// Launcher and filesystem for server incarnation `incarnation` (called each time
+    /// the server host starts). Launches fail while `fail_next` is positive.
+    pub fn start(
+        &self,
+        incarnation: u32,
+        fail_next: Arc<AtomicU32>,
+    ) -> (BackendLauncher, Arc<dyn Filesystem>) {
+        match self {
+            NetBackend::Fake { launcher, fs } => (
+                BackendLauncher {
+                    kind: LauncherKind::Fake(launcher.clone()),
+                    fail_next,
+                },
+                Arc::new(fs.clone()),
+            ),
+            NetBackend::World(w) => {
+                let (l, fs) = SimBackend::with_incarnation(w.clone(), incarnation);
+                (
+                    BackendLauncher {
+                        kind: LauncherKind::World(l),
+                        fail_next,
+                    },
+                    Arc::new(fs),
+                )
+            }
+        }
+    }
+
+    /// The server process is gone (after its destructors ran, or without them): the OS
+    /// releases the marker lock it held at `marker`. Browsers and directories survive.
+    pub fn server_died(&self, marker: &Path) {
+        match self {
+            NetBackend::Fake { fs, .. } => fs.process_died(marker),
+            NetBackend::World(w) => lock(w).kill_server(),
+        }
+    }
+
+    /// Move the backend's own notion of time (the world's RSS model) to `ms`.
+    pub fn set_now(&self, ms: u64) {
+        if let NetBackend::World(w) = self {
+            lock(w).set_now(browserpool::Timestamp(ms));
+        }
+    }
+
+    /// Directories of our live browsers, sorted.
+    pub fn live_dirs(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = match self {
+            NetBackend::Fake { launcher, .. } => launcher
+                .alive()
+                .iter()
+                .map(|p| p.dir().to_owned())
+                .collect(),
+            NetBackend::World(w) => lock(w)
+                .trees()
+                .filter(|(_, t)| t.owner.is_ours())
+                .map(|(_, t)| t.dir.clone())
+                .collect(),
+        };
+        v.sort();
+        v
+    }
+
+    /// Our entries directly under the root (session directories and markers), sorted.
+    pub fn entries(&self) -> Vec<(PathBuf, EntryKind)> {
+        match self {
+            NetBackend::Fake { fs, .. } => fs.entries(),
+            NetBackend::World(w) => lock(w)
+                .ours_entries()
+                .into_iter()
+                .map(|(p, _, k)| (p, k))
+                .collect(),
+        }
+    }
+
+    /// Browsers launched so far.
+    pub fn launched(&self) -> u64 {
+        match self {
+            NetBackend::Fake { launcher, .. } => launcher.launched() as u64,
+            NetBackend::World(w) => lock(w).counters().trees_launched,
+        }
+    }
+
+    /// Anything the pool did to something that was not its own, since the last call
+    /// (the world records these; the fake backend has nothing foreign to touch).
+    pub fn take_violations(&self) -> Vec<String> {
+        match self {
+            NetBackend::Fake { .. } => Vec::new(),
+            NetBackend::World(w) => lock(w).take_violations(),
+        }
+    }
+
+    /// Live browsers per pool instance (parsed from the directory names with `prefix`).
+    pub fn alive_by_instance(&self, prefix: &str) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for dir in self.live_dirs() {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let key = match sweep::parse_name(prefix, &name) {
+                sweep::ParsedName::Session { instance, .. } => instance,
+                _ => String::new(),
+            };
+            *out.entry(key).or_insert(0) += 1;
+        }
+        out
     }
 }

@@ -7,15 +7,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use browserpool::{sweep, Filesystem, Pool, PoolConfig, SessionId, Totals};
+use browserpool::{sweep, EntryKind, Pool, PoolConfig, SessionId, Totals};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use turmoil::net::{TcpListener, TcpStream};
 
-use super::backend::{MemFs, NetLauncher};
+use super::backend::{BackendLauncher, NetBackend};
 use super::proto::{ErrorKind, Op, Reply, Request, Response};
 use super::rng::SplitMix64;
 use super::server::{serve, sim_now, CloseReason, ServerConfig, ServerEvent, ServerLog};
@@ -80,7 +81,7 @@ pub struct NetScenario {
     /// turmoil's tick. Network messages move at tick boundaries; timers inside a host
     /// fire exactly.
     pub tick: Duration,
-    /// The pool's configuration (its `root` is in [`MemFs`]).
+    /// The pool's configuration (its `root` is in the simulated backend).
     pub pool: PoolConfig,
     /// The server's configuration.
     pub server: ServerConfig,
@@ -178,6 +179,8 @@ pub struct NetReport {
     pub seed: u64,
     /// The faults that were enabled.
     pub faults: Option<FaultKinds>,
+    /// The backend ("fake" or "world").
+    pub backend: &'static str,
     /// Simulated time covered (chaos plus convergence).
     pub simulated: Duration,
     /// `Sim::step` calls.
@@ -245,7 +248,7 @@ struct Record {
 
 struct Incarnation {
     instance: String,
-    pool: Option<Arc<Pool<NetLauncher>>>,
+    pool: Option<Arc<Pool<BackendLauncher>>>,
     ready_at: Duration,
     down_at: Option<Duration>,
     log: ServerLog,
@@ -509,8 +512,7 @@ fn client_name(i: usize) -> String {
 struct Checker {
     s: Rc<NetScenario>,
     shared: Rc<Shared>,
-    launcher: NetLauncher,
-    fs: MemFs,
+    backend: NetBackend,
     report: NetReport,
     /// Incarnations whose post-sweep state was checked.
     sweep_checked: usize,
@@ -541,7 +543,7 @@ impl Checker {
     fn check(&mut self, now: Duration) {
         let max = self.s.pool.max_browsers;
         // Bound: live browsers, all incarnations together, never exceed max_browsers.
-        let alive = self.launcher.alive().len();
+        let alive = self.backend.live_dirs().len();
         self.report.peak_alive = self.report.peak_alive.max(alive);
         if alive > max {
             self.violation(now, format!("{alive} browsers alive > max_browsers {max}"));
@@ -583,7 +585,7 @@ impl Checker {
                 }
             }
             let prefix = self.s.pool.prefix.clone();
-            for (inst, count) in self.launcher.alive_by_instance(&prefix) {
+            for (inst, count) in self.backend.alive_by_instance(&prefix) {
                 if inst != instance {
                     self.violation(
                         now,
@@ -593,7 +595,7 @@ impl Checker {
                     );
                 }
             }
-            for (path, _) in self.fs.entries() {
+            for (path, _) in self.backend.entries() {
                 let name = path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -670,7 +672,7 @@ impl Checker {
             for id in sessions {
                 let ended = pool.session(id).is_err();
                 let dir = pool.session_dir(id);
-                let alive = self.launcher.process_in(&dir).is_some_and(|p| p.is_alive());
+                let alive = self.backend.live_dirs().contains(&dir);
                 if !ended || alive {
                     self.violation(
                         now,
@@ -731,8 +733,12 @@ impl Checker {
         let st = pool.stats();
         st.launching + st.live + st.stopping + st.removing + st.waiting == 0
             && !self.open.keys().any(|(inc, _)| *inc == i)
-            && self.launcher.alive().is_empty()
-            && self.fs.dirs().is_empty()
+            && self.backend.live_dirs().is_empty()
+            && !self
+                .backend
+                .entries()
+                .iter()
+                .any(|(_, k)| *k == EntryKind::Dir)
     }
 
     fn describe_unconverged(&self) -> String {
@@ -746,8 +752,8 @@ impl Checker {
         format!(
             "not converged: pool (launching, live, stopping, removing, waiting) {:?}, server connections still open {open:?}, {} browsers alive, dirs {:?}",
             stats.map(|s| (s.launching, s.live, s.stopping, s.removing, s.waiting)),
-            self.launcher.alive().len(),
-            self.fs.dirs()
+            self.backend.live_dirs().len(),
+            self.backend.entries()
         )
     }
 }
@@ -773,14 +779,28 @@ fn overlaps(a0: Duration, a1: Duration, b0: Duration, b1: Duration) -> bool {
 /// - **convergence**: after chaos ends (faults healed, clients stop), by
 ///   [`NetScenario::settle`] there are 0 sessions, 0 live browsers, 0 directories and 0
 ///   open server connections (a half-open connection left by a partition counts).
+///
+/// Runs on the fake backend ([`NetBackend::fake`]); see [`run_on`] for the simulated
+/// world.
 pub fn run(s: &NetScenario) -> NetReport {
+    run_on(s, NetBackend::fake())
+}
+
+/// [`run`] on the simulated world of `browserpool_sim::world` (rooted at the pool's
+/// root, its own draws seeded from the scenario's seed).
+pub fn run_world(s: &NetScenario) -> NetReport {
+    run_on(s, NetBackend::world(s.pool.root.clone(), s.seed))
+}
+
+/// [`run`] on a given backend. The backend must be fresh (nothing launched yet) and,
+/// for [`NetBackend::World`], rooted at `s.pool.root`.
+pub fn run_on(s: &NetScenario, backend: NetBackend) -> NetReport {
     let kinds = s.faults.unwrap_or_else(|| FaultKinds::swarm(s.seed));
     let (events, windows) = plan(s, kinds);
     let scenario = Rc::new(s.clone());
     let shared = Rc::new(Shared::default());
     shared.lives.borrow_mut().resize(s.clients, 0);
-    let launcher = NetLauncher::new();
-    let fs = MemFs::new();
+    let fail_next = Arc::new(AtomicU32::new(0));
     let settle = s.settle();
     let total = s.chaos + settle;
 
@@ -793,20 +813,20 @@ pub fn run(s: &NetScenario) -> NetReport {
 
     {
         let shared = shared.clone();
-        let launcher = launcher.clone();
-        let fs = fs.clone();
+        let backend = backend.clone();
+        let fail_next = fail_next.clone();
         let scenario = scenario.clone();
         sim.host("server", move || {
             let shared = shared.clone();
-            let launcher = launcher.clone();
-            let fs = fs.clone();
+            let backend = backend.clone();
+            let fail_next = fail_next.clone();
             let scenario = scenario.clone();
             async move {
                 let idx = shared.incarnations.borrow().len();
                 let instance = sweep::instance_from(
                     SplitMix64::derive(scenario.seed, 1000 + idx as u64).next_u64(),
                 );
-                let fs: Arc<dyn Filesystem> = Arc::new(fs);
+                let (launcher, fs) = backend.start(idx as u32, fail_next);
                 let pool = Pool::builder(scenario.pool.clone(), launcher)
                     .filesystem(fs)
                     .instance(instance.clone())
@@ -862,11 +882,11 @@ pub fn run(s: &NetScenario) -> NetReport {
     let mut ck = Checker {
         s: scenario.clone(),
         shared: shared.clone(),
-        launcher: launcher.clone(),
-        fs: fs.clone(),
+        backend: backend.clone(),
         report: NetReport {
             seed: s.seed,
             faults: Some(kinds),
+            backend: backend.name(),
             ..NetReport::default()
         },
         sweep_checked: 0,
@@ -962,31 +982,35 @@ pub fn run(s: &NetScenario) -> NetReport {
                         })
                         .or_insert(0) += 1;
                     down_since = Some(now);
-                    let dropped = {
+                    let (dropped, marker) = {
                         let mut incs = shared.incarnations.borrow_mut();
                         match incs.last_mut() {
                             Some(inc) if inc.down_at.is_none() => {
                                 inc.down_at = Some(now);
+                                let marker = s
+                                    .pool
+                                    .root
+                                    .join(sweep::marker_name(&s.pool.prefix, &inc.instance));
                                 if hard {
-                                    // The process died: the OS releases its marker lock,
-                                    // nothing else (browsers and directories survive).
+                                    // No destructor runs: the pool is kept (and later
+                                    // leaked), so nothing it owns is cleaned up.
                                     inc.hard_crashed = true;
-                                    let marker = s
-                                        .pool
-                                        .root
-                                        .join(sweep::marker_name(&s.pool.prefix, &inc.instance));
-                                    fs.process_died(&marker);
-                                    None
+                                    (None, Some(marker))
                                 } else {
-                                    inc.pool.take()
+                                    (inc.pool.take(), Some(marker))
                                 }
                             }
-                            _ => None,
+                            _ => (None, None),
                         }
                     };
                     sim.crash("server");
                     // Soft crash: destructors run (the Drop safety net cleans up).
                     drop(dropped);
+                    // The process is gone: the OS releases its marker lock, nothing else
+                    // (browsers and directories survive unless a destructor removed them).
+                    if let Some(marker) = marker {
+                        backend.server_died(&marker);
+                    }
                 }
                 Nemesis::ServerRestart => {
                     if down_since.take().is_some() {
@@ -995,7 +1019,7 @@ pub fn run(s: &NetScenario) -> NetReport {
                 }
                 Nemesis::FailLaunches(n) => {
                     *ck.report.injected.entry("launch_failure").or_insert(0) += u64::from(n);
-                    launcher.fake().fail_next_launches(n);
+                    fail_next.store(n, Ordering::Release);
                 }
             }
         }
@@ -1005,6 +1029,10 @@ pub fn run(s: &NetScenario) -> NetReport {
         }
         ck.report.steps += 1;
         let now = sim.elapsed();
+        backend.set_now(now.as_millis() as u64);
+        for v in backend.take_violations() {
+            ck.violation(now, format!("backend: {v}"));
+        }
         ck.check(now);
         if healed && ck.report.converged_after.is_none() && ck.converged() {
             ck.report.converged_after = Some(now - s.chaos);
@@ -1088,7 +1116,7 @@ pub fn run(s: &NetScenario) -> NetReport {
     // Totals over every incarnation; hard-crashed pools are never dropped (a crash runs
     // no destructors), so they are leaked here on purpose.
     ck.report.incarnations = shared.incarnations.borrow().len();
-    ck.report.launched = launcher.launched();
+    ck.report.launched = backend.launched() as usize;
     let mut incs = std::mem::take(&mut *shared.incarnations.borrow_mut());
     let mut totals = Totals::default();
     for inc in &incs {
