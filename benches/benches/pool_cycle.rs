@@ -1,5 +1,5 @@
 //! `pool_cycle`: `Pool::acquire`, `Lease::touch`, `Pool::destroy` awaited to completion,
-//! through the async `Pool` with a no-op backend (FakeLauncher + NullFs) on a
+//! through the async `Pool` with a no-op backend (NullLauncher + NullFs) on a
 //! current-thread tokio runtime, while the pool holds `n` other live sessions. There is
 //! no baseline: neither the naive map nor moka launches or tears anything down.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]

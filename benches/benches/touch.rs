@@ -1,7 +1,7 @@
 //! `touch`: stamping activity through the handle a server holds.
 //!
 //! In each group (`touch/<pattern>/<n>`):
-//! - `ours`: `browserpool::Lease::touch` on leases from a real `Pool` (FakeLauncher +
+//! - `ours`: `browserpool::Lease::touch` on leases from a real `Pool` (NullLauncher +
 //!   NullFs): one relaxed load of the coarse clock, one relaxed store;
 //! - `naive`: `Instant::now()` and a relaxed store into the `Arc<Instance>`'s `AtomicU64`;
 //! - `moka`: `moka::sync::Cache::get` (stamps the entry, logs the read, clones the `Arc`);

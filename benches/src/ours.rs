@@ -1,7 +1,7 @@
 //! Fixtures over the real `browserpool` code.
 //!
 //! - **touch** ([`OursPool`]): [`browserpool::Lease::touch`] on leases handed out by a
-//!   real async [`Pool`] (a [`FakeLauncher`] and [`NullFs`] as the no-op backend, on a
+//!   real async [`Pool`] (a [`NullLauncher`] and [`NullFs`] as the no-op backend, on a
 //!   current-thread tokio runtime). A touch is one relaxed load of the pool's
 //!   [`browserpool::CoarseClock`] and one relaxed store into the session's
 //!   [`browserpool::Activity`]; no system-clock read.
@@ -22,12 +22,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use browserpool::testing::{FakeLauncher, NullFs};
+use browserpool::testing::NullFs;
 use browserpool::{
     AcquireError, Action, CapacityPolicy, ConfigError, Input, Lease, Lifecycle, Pool, PoolConfig,
     PoolError, SessionError, SessionId, Timestamp,
 };
 
+use crate::null_backend::NullLauncher;
 use crate::touch::Touch;
 use crate::{gen_stamp, gens_for, ReapFixture, GRID_MS, IDLE_MS, TICK_MS};
 
@@ -309,11 +310,11 @@ pub fn time_evictions(f: &mut OursEvict, iters: u64) -> Duration {
     start.elapsed()
 }
 
-/// A real [`Pool`] over [`FakeLauncher`] and [`NullFs`] on a current-thread runtime,
+/// A real [`Pool`] over [`NullLauncher`] and [`NullFs`] on a current-thread runtime,
 /// holding `n` live sessions and a [`Lease`] on each.
 pub struct OursPool {
-    leases: Vec<Lease<FakeLauncher>>,
-    pool: Pool<FakeLauncher>,
+    leases: Vec<Lease<NullLauncher>>,
+    pool: Pool<NullLauncher>,
     rt: tokio::runtime::Runtime,
 }
 
@@ -336,7 +337,7 @@ impl OursPool {
             ..machine_config(n)
         };
         let pool = rt.block_on(
-            Pool::builder(config, FakeLauncher::new())
+            Pool::builder(config, NullLauncher)
                 .filesystem(Arc::new(NullFs))
                 .instance(INSTANCE)
                 .build(),
@@ -352,12 +353,12 @@ impl OursPool {
     }
 
     /// The pool.
-    pub fn pool(&self) -> &Pool<FakeLauncher> {
+    pub fn pool(&self) -> &Pool<NullLauncher> {
         &self.pool
     }
 
     /// The leases held.
-    pub fn leases(&self) -> &[Lease<FakeLauncher>] {
+    pub fn leases(&self) -> &[Lease<NullLauncher>] {
         &self.leases
     }
 
