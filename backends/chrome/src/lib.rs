@@ -1,1 +1,97 @@
-//! stub
+//! # browserpool-chrome
+//!
+//! The Chromium backend of [`browserpool`]: a [`ProcessLauncher`](browserpool::ProcessLauncher)
+//! that runs real headless Chromium through [`chromiumoxide`] and never leaves a process
+//! or a file behind.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use browserpool::{Pool, PoolConfig};
+//! use browserpool_chrome::{ChromeConfig, ChromeLauncher, ChromeSession};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let launcher = ChromeLauncher::new(ChromeConfig::default())?; // finds chromium on PATH
+//! let config = PoolConfig {
+//!     max_browsers: 4,
+//!     idle_timeout: Some(Duration::from_secs(300)),
+//!     ..PoolConfig::default()
+//! };
+//! let pool = Pool::new(config, launcher).await?; // sweeps what a dead predecessor left
+//!
+//! let session = ChromeSession::new(pool.acquire().await?);
+//! let page = session.new_page("about:blank").await?; // stamps activity
+//! page.evaluate("document.title = 'hello'").await?;
+//! let title: String = page.evaluate("document.title").await?.into_value()?;
+//! assert_eq!(title, "hello");
+//!
+//! pool.destroy(session.id()).await?; // group SIGKILLed, reaped, directory removed
+//! pool.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## What it guarantees
+//!
+//! - **Everything in one directory.** Each session's browser lives in the pool's fresh
+//!   session directory: `profile/` (`--user-data-dir`), `tmp/` (`TMPDIR`, where Chromium
+//!   puts its `org.chromium.Chromium.*` scratch, and shared memory with
+//!   `--disable-dev-shm-usage`) and `home/` (`HOME` and the XDG directories). Removing
+//!   the directory removes every file the browser made, even after a SIGKILL.
+//! - **Whole-tree kills.** The browser leads its own process group; a forced kill is
+//!   SIGKILL to the group, then the main process is reaped and the teardown waits until
+//!   no live process of the group remains (zombies count as gone: they hold no memory).
+//!   The crash reporter, which would leave the group, is disabled.
+//! - **Kill on parent death, never early.** Browsers are forked by one dedicated thread
+//!   that lives as long as the process, with `PR_SET_PDEATHSIG(SIGKILL)`: a SIGKILLed or
+//!   OOM-killed server takes its browsers with it.
+//! - **No blocked pipes.** stdin and stdout are `/dev/null`; stderr is drained by a
+//!   thread that keeps only its tail for error messages.
+//! - **Cancel-safe, leak-free launch.** A launch that fails, times out or is dropped
+//!   kills and reaps what it started.
+//! - **Crash detection.** [`ProcessLauncher::exited`](browserpool::ProcessLauncher::exited)
+//!   resolves the moment the main process exits ("exit code N", "killed by signal N");
+//!   the pool then ends the session and the client's next call gets
+//!   [`ChromeError::Session`] with the reason.
+//! - **Proven-orphan sweeps.** [`ProcessLauncher::find_orphans`](browserpool::ProcessLauncher::find_orphans)
+//!   reports a process only if its `/proc/<pid>/cmdline` carries the directory's exact
+//!   `--user-data-dir` (candidates from `SingletonLock`, checked against this host's
+//!   name, and from a `/proc` scan), and `kill_orphan` re-checks that proof right before
+//!   signalling (through a pidfd). Nothing is killed by name or by PID alone.
+//! - **Measurements.** [`ProcessLauncher::memory`](browserpool::ProcessLauncher::memory)
+//!   sums RSS and PSS over the process group from `/proc/<pid>/smaps_rollup`.
+//!
+//! ## Containers
+//!
+//! When the browser's main process dies, its helpers are reparented to PID 1, which must
+//! reap them. A container whose PID 1 is the server itself (no init) accumulates zombie
+//! processes: they hold no memory, but they fill the PID table. Run such containers with
+//! an init (`docker run --init`, `tini`, `dumb-init`), or call
+//! [`become_child_subreaper`] once at start-up so that orphaned helpers are reparented to
+//! the server, whose teardowns then reap them.
+//!
+//! `PR_SET_PDEATHSIG` also fires when this process `exec`s: a server that re-executes
+//! itself loses its browsers (the new image's startup sweep removes their directories).
+
+mod config;
+mod error;
+mod launcher;
+mod orphans;
+pub mod procfs;
+mod session;
+mod spawner;
+mod tree;
+
+pub use config::{find_browser, ChromeConfig, BROWSER_ENV_VARS, BROWSER_NAMES};
+pub use error::ChromeError;
+pub use launcher::{ChromeLauncher, ChromeProcess, BASE_ARGS, HOME_DIR, PROFILE_DIR, TMP_DIR};
+pub use session::{ChromePage, ChromeSession};
+
+/// Make this process the "child subreaper" of its descendants (`PR_SET_CHILD_SUBREAPER`):
+/// orphaned browser helpers are reparented to it instead of PID 1, and teardowns reap
+/// them. Opt-in, for containers without an init. Call it once, early; it affects the
+/// whole process and every child it has.
+pub fn become_child_subreaper() -> std::io::Result<()> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! [`ChromeConfig`] and browser discovery.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::ChromeError;
+
+/// Environment variables consulted, in order, when no executable is configured.
+pub const BROWSER_ENV_VARS: [&str; 2] = ["CHROME", "BROWSERPOOL_CHROME"];
+
+/// Executable names looked up on `PATH`, in order, when neither the config nor the
+/// environment names one.
+pub const BROWSER_NAMES: [&str; 3] = ["chromium", "chromium-browser", "google-chrome"];
+
+/// How [`ChromeLauncher`](crate::ChromeLauncher) starts and stops Chromium.
+///
+/// Build it with [`ChromeConfig::default()`] and struct update syntax.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChromeConfig {
+    /// The browser executable. `None`: the first of `$CHROME`, `$BROWSERPOOL_CHROME`,
+    /// then `chromium`, `chromium-browser`, `google-chrome` on `PATH`. Nothing is ever
+    /// downloaded.
+    pub executable: Option<PathBuf>,
+    /// Extra command-line arguments, appended after the launcher's own. They must not
+    /// set `--user-data-dir` or `--remote-debugging-port` (the launcher owns those).
+    pub args: Vec<OsString>,
+    /// Pass `--no-sandbox`. `None` (the default): only when running as root, where
+    /// Chromium refuses to start with its sandbox.
+    pub no_sandbox: Option<bool>,
+    /// A launch that has not produced a usable CDP connection by then is killed,
+    /// reaped and reported as failed. The pool's own `launch_timeout` bounds it from
+    /// outside too. Default 20 s.
+    pub launch_timeout: Duration,
+    /// Budget for a graceful close (CDP `Browser.close`) when the pool asks for one
+    /// (`PoolConfig::kill_grace` > 0). Default 2 s.
+    pub graceful_close: Duration,
+    /// Timeout of one CDP request (chromiumoxide's `request_timeout`). Default 30 s.
+    pub request_timeout: Duration,
+    /// Pass `--disable-dev-shm-usage`, so Chromium's shared-memory files live in the
+    /// session's private `TMPDIR` instead of `/dev/shm` (where a SIGKILLed browser would
+    /// leave them behind). Default true.
+    pub shm_in_session_dir: bool,
+}
+
+impl Default for ChromeConfig {
+    fn default() -> Self {
+        ChromeConfig {
+            executable: None,
+            args: Vec::new(),
+            no_sandbox: None,
+            launch_timeout: Duration::from_secs(20),
+            graceful_close: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
+            shm_in_session_dir: true,
+        }
+    }
+}
+
+/// Find the browser: `configured`, else `$CHROME`, `$BROWSERPOOL_CHROME`, else
+/// `chromium`, `chromium-browser`, `google-chrome` on `PATH`. The result is an
+/// executable file; nothing is downloaded.
+pub fn find_browser(configured: Option<&Path>) -> Result<PathBuf, ChromeError> {
+    if let Some(p) = configured {
+        return check_executable(p, "ChromeConfig::executable");
+    }
+    for var in BROWSER_ENV_VARS {
+        if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            return check_executable(Path::new(&v), var);
+        }
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in BROWSER_NAMES {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if is_executable(&candidate) {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(ChromeError::BrowserNotFound {
+        searched: format!(
+            "$CHROME, $BROWSERPOOL_CHROME, and {} on PATH",
+            BROWSER_NAMES.join(", ")
+        ),
+    })
+}
+
+fn check_executable(p: &Path, source: &str) -> Result<PathBuf, ChromeError> {
+    let p = if p.components().count() == 1 && !p.is_absolute() {
+        // A bare name: look it up on PATH.
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|d| d.join(p))
+            .find(|c| is_executable(c))
+            .unwrap_or_else(|| p.to_owned())
+    } else {
+        p.to_owned()
+    };
+    if is_executable(&p) {
+        Ok(p)
+    } else {
+        Err(ChromeError::BrowserNotExecutable {
+            path: p,
+            source_name: source.to_owned(),
+        })
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn configured_path_must_be_executable() {
+        let err = find_browser(Some(Path::new("/nonexistent/chrome"))).unwrap_err();
+        assert!(
+            matches!(err, ChromeError::BrowserNotExecutable { .. }),
+            "{err}"
+        );
+        assert_eq!(
+            find_browser(Some(Path::new("/bin/sh"))).unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+        // A bare name is looked up on PATH.
+        assert!(find_browser(Some(Path::new("sh"))).unwrap().is_absolute());
+    }
+}
