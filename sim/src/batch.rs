@@ -54,14 +54,7 @@ pub fn run_batch(
                 if seed >= seeds.end {
                     return;
                 }
-                let r = run(
-                    scenario,
-                    seed,
-                    RunOptions {
-                        mode: Mode::Managed,
-                        full_trace: false,
-                    },
-                );
+                let r = run(scenario, seed, RunOptions::new(Mode::Managed));
                 let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
                 match r {
                     Ok(r) => {

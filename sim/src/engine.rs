@@ -77,6 +77,38 @@ pub struct RunOptions {
     /// Keep every trace line (for determinism tests and snapshots); otherwise only a
     /// rolling hash and the last lines are kept.
     pub full_trace: bool,
+    /// Deliberate bugs in the shell around the machine, to prove the oracles catch them.
+    pub sabotage: Sabotage,
+}
+
+impl RunOptions {
+    /// A run of `mode` without a full trace and without sabotage.
+    pub fn new(mode: Mode) -> Self {
+        RunOptions {
+            mode,
+            full_trace: false,
+            sabotage: Sabotage::default(),
+        }
+    }
+}
+
+/// Deliberately broken shell behaviours (all off by default). Each models a bug a real
+/// shell around the `Lifecycle` could have; the oracle tests switch one on and assert
+/// that an oracle fires.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sabotage {
+    /// Report `Gone` right after sending a kill, without waiting for the tree to die.
+    pub premature_gone: bool,
+    /// Never signal anything on `Kill`, but report `Gone`.
+    pub kill_does_nothing: bool,
+    /// Before the real startup sweep, kill whatever PID each prefixed directory's
+    /// `SingletonLock` names (trusting a PID alone).
+    pub trust_singleton_lock: bool,
+    /// Lose every successful reply (the client waits forever).
+    pub lose_replies: bool,
+    /// Refuse a request at once whenever the pool is full, instead of asking the machine
+    /// (which would evict).
+    pub refuse_when_full: bool,
 }
 
 /// One point of the resource curve (every 10 simulated minutes).
@@ -178,22 +210,8 @@ pub struct PairOutcome {
 /// Run both pools on `scenario` with `seed` (traces not kept).
 pub fn run_pair(scenario: &Scenario, seed: u64) -> Result<PairOutcome, SimError> {
     let start = Instant::now();
-    let unmanaged = run(
-        scenario,
-        seed,
-        RunOptions {
-            mode: Mode::Unmanaged,
-            full_trace: false,
-        },
-    )?;
-    let managed = run(
-        scenario,
-        seed,
-        RunOptions {
-            mode: Mode::Managed,
-            full_trace: false,
-        },
-    )?;
+    let unmanaged = run(scenario, seed, RunOptions::new(Mode::Unmanaged))?;
+    let managed = run(scenario, seed, RunOptions::new(Mode::Managed))?;
     Ok(PairOutcome {
         unmanaged,
         managed,
@@ -1040,6 +1058,14 @@ impl<'a> Sim<'a> {
         }
         let owner = self.clients[idx as usize].owner.clone();
         let now = self.ts();
+        let max = self.config.max_browsers;
+        if self.opts.sabotage.refuse_when_full
+            && self.machine.as_ref().is_some_and(|m| m.occupied() >= max)
+        {
+            self.tickets.insert(Ticket(u64::MAX), (Some(idx), self.now));
+            self.reply(Ticket(u64::MAX), Err(AcquireError::AtCapacity { max }));
+            return;
+        }
         let Some(m) = self.machine.as_mut() else {
             return;
         };
@@ -1467,6 +1493,28 @@ impl<'a> Sim<'a> {
             attempt,
         });
         let wait_ms = ms(wait);
+        let sab = self.opts.sabotage;
+        if sab.kill_does_nothing || sab.premature_gone {
+            if let (false, Some((p, g))) = (sab.kill_does_nothing, tree) {
+                if self.w().tree_alive(p, g) {
+                    let out = self.w().signal_group(p, g, stage);
+                    if let SignalOutcome::DiesAt(d) = out {
+                        self.push(d.0, Ev::TreeDeath(p, g));
+                    }
+                }
+            }
+            // The bug: claim the tree is gone without looking.
+            self.push(
+                self.now,
+                Ev::KillCheck {
+                    inc,
+                    id,
+                    tree: None,
+                    attempt,
+                },
+            );
+            return;
+        }
         let check_at = match tree {
             Some((p, g)) if self.w().tree_alive(p, g) => {
                 let out = self.w().signal_group(p, g, stage);
@@ -1493,6 +1541,9 @@ impl<'a> Sim<'a> {
     }
 
     fn reply(&mut self, ticket: Ticket, result: Result<SessionId, AcquireError>) {
+        if self.opts.sabotage.lose_replies && result.is_ok() {
+            return;
+        }
         let (client, _) = self.tickets.remove(&ticket).unwrap_or((None, 0));
         let live_client = client.filter(|c| {
             self.clients
@@ -1605,6 +1656,16 @@ impl<'a> Sim<'a> {
             instance: instance.clone(),
             swept,
         });
+        if swept && self.opts.sabotage.trust_singleton_lock {
+            let root = self.config.root.clone();
+            let prefix = self.config.prefix.clone();
+            let mut w = self.w();
+            for e in w.list_prefixed(&root, &prefix) {
+                if let Some(pid) = w.singleton(&e.path) {
+                    w.naive_kill(pid);
+                }
+            }
+        }
         if swept {
             if crash_in_sweep {
                 self.w().crash_after_ops(crash_after);
@@ -1801,10 +1862,11 @@ impl<'a> Sim<'a> {
         }
         // capacity
         let max = self.config.max_browsers;
+        let inc = self.inc;
         let current = self
-            .slots
-            .values()
-            .filter(|s| s.tree.is_some_and(|(p, g)| self.w().tree_alive(p, g)))
+            .w()
+            .trees()
+            .filter(|(_, t)| t.owner == Owner::Ours(inc))
             .count();
         if current > max {
             self.violate(

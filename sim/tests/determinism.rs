@@ -13,6 +13,7 @@ fn trace(preset: &str, hours: f64, seed: u64, mode: Mode) -> (Vec<String>, u64) 
         RunOptions {
             mode,
             full_trace: true,
+            sabotage: Default::default(),
         },
     )
     .unwrap();
@@ -50,6 +51,7 @@ fn hash_only_runs_match_full_trace_runs() {
     let opts = |full_trace| RunOptions {
         mode: Mode::Managed,
         full_trace,
+        sabotage: Default::default(),
     };
     let a = run(&sc, 3, opts(true)).unwrap();
     let b = run(&sc, 3, opts(false)).unwrap();

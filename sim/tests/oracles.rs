@@ -5,19 +5,23 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use browserpool::{Filesystem, KillStage, ProcessLauncher};
-use browserpool_sim::engine::{run, Mode, RunOptions};
+use browserpool_sim::engine::{run, Mode, RunOptions, Sabotage};
 use browserpool_sim::oracle;
 use browserpool_sim::scenario::Scenario;
 use browserpool_sim::world::backend::SimBackend;
 use browserpool_sim::world::{KillBehaviour, Owner, World, WorldConfig};
 
 fn managed(sc: &Scenario, seed: u64) -> Vec<String> {
+    sabotaged(sc, seed, Sabotage::default())
+}
+
+fn sabotaged(sc: &Scenario, seed: u64, sabotage: Sabotage) -> Vec<String> {
     let out = run(
         sc,
         seed,
         RunOptions {
-            mode: Mode::Managed,
-            full_trace: false,
+            sabotage,
+            ..RunOptions::new(Mode::Managed)
         },
     )
     .unwrap();
@@ -110,4 +114,91 @@ fn touching_a_neighbour_or_a_stale_pid_is_recorded() {
     assert!(v[0].contains("not ours"));
     assert!(v[1].contains("neighbour"));
     assert!(v[2].contains("postgres"));
+}
+
+fn hung_kill() -> Scenario {
+    let mut sc = Scenario::preset("hung-kill").unwrap();
+    sc.duration_hours = 24.0;
+    sc.faults.swarm = false;
+    sc
+}
+
+#[test]
+fn a_shell_that_reports_gone_too_early_fails_exactly_once() {
+    let sc = hung_kill();
+    assert_eq!(managed(&sc, 2), Vec::<String>::new());
+    let v = sabotaged(
+        &sc,
+        2,
+        Sabotage {
+            premature_gone: true,
+            ..Sabotage::default()
+        },
+    );
+    assert!(v.contains(&oracle::EXACTLY_ONCE.to_owned()), "{v:?}");
+}
+
+#[test]
+fn a_shell_whose_kills_do_nothing_fails_capacity_and_convergence() {
+    let sc = hung_kill();
+    let v = sabotaged(
+        &sc,
+        2,
+        Sabotage {
+            kill_does_nothing: true,
+            ..Sabotage::default()
+        },
+    );
+    for o in [oracle::EXACTLY_ONCE, oracle::CAPACITY, oracle::CONVERGENCE] {
+        assert!(v.contains(&o.to_owned()), "{o}: {v:?}");
+    }
+}
+
+#[test]
+fn a_sweep_that_trusts_singleton_lock_pids_fails_foreign_touch() {
+    let mut sc = Scenario::preset("crashy-server").unwrap();
+    sc.duration_hours = 12.0;
+    let v = sabotaged(
+        &sc,
+        1,
+        Sabotage {
+            trust_singleton_lock: true,
+            ..Sabotage::default()
+        },
+    );
+    assert!(v.contains(&oracle::FOREIGN_TOUCH.to_owned()), "{v:?}");
+}
+
+#[test]
+fn lost_replies_fail_answered() {
+    let mut sc = Scenario::preset("steady").unwrap();
+    sc.duration_hours = 6.0;
+    let v = sabotaged(
+        &sc,
+        1,
+        Sabotage {
+            lose_replies: true,
+            ..Sabotage::default()
+        },
+    );
+    assert!(v.contains(&oracle::ANSWERED.to_owned()), "{v:?}");
+}
+
+#[test]
+fn refusing_at_capacity_under_evict_lru_fails_no_refusal_while_idle() {
+    let mut sc = Scenario::preset("burst").unwrap();
+    sc.duration_hours = 12.0;
+    assert_eq!(managed(&sc, 1), Vec::<String>::new());
+    let v = sabotaged(
+        &sc,
+        1,
+        Sabotage {
+            refuse_when_full: true,
+            ..Sabotage::default()
+        },
+    );
+    assert!(
+        v.contains(&oracle::NO_REFUSAL_WHILE_IDLE.to_owned()),
+        "{v:?}"
+    );
 }

@@ -14,6 +14,7 @@ fn trace(toml: &str, seed: u64, mode: Mode) -> String {
         RunOptions {
             mode,
             full_trace: true,
+            sabotage: Default::default(),
         },
     )
     .unwrap();

@@ -535,6 +535,26 @@ impl World {
         SignalOutcome::DiesAt(at)
     }
 
+    /// `kill -9 -<pid>` trusting a PID alone (what a naive sweep does with the PID in a
+    /// stale `SingletonLock`). Whatever group has that id now dies; if it is not a tree
+    /// led by `pid`, or not ours, that is recorded as a violation.
+    pub fn naive_kill(&mut self, pid: u32) {
+        match self.trees.get(&pid).map(|t| (t.gen, t.owner)) {
+            Some((gen, owner)) if owner.is_ours() => {
+                // Right by luck: it is one of our trees.
+                self.signal_group(pid, gen, KillStage::Force);
+            }
+            Some(_) => {
+                self.signal_group(pid, 0, KillStage::Force);
+            }
+            None => {
+                if self.procs.contains_key(&pid) {
+                    self.signal_group(pid, 0, KillStage::Force);
+                }
+            }
+        }
+    }
+
     /// Processes proven to use `dir`: the leader of every live tree started with
     /// `--user-data-dir=dir`. Never by PID alone (SingletonLock contents may be stale).
     pub fn find_orphans(&self, dir: &Path) -> Vec<Orphan> {
