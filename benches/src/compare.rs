@@ -5,6 +5,8 @@
 //! interleaved rounds: in each round every row samples ours, naive, moka and the floor in
 //! turn, so that machine drift (frequency scaling, a noisy neighbour) hits all of them
 //! alike. A row reports the median over rounds of each cell's nanoseconds per operation.
+//! Touch samples are preceded by one unmeasured pass over all sessions (see
+//! `warm_touches`), so they measure a warm steady state as criterion does.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -16,7 +18,7 @@ use crate::floor::Floor;
 use crate::moka_cache::{MokaEvict, MokaReap, MokaTouch};
 use crate::naive::{NaiveEvict, NaiveReap, NaiveTouch};
 use crate::ours::{FixtureError, OursEvict, OursPool, OursReap};
-use crate::touch::{run_touches, Pattern};
+use crate::touch::{run_touches, Pattern, Touch};
 use crate::{time_reaps, EXPIRED};
 
 /// What to measure and how long.
@@ -165,15 +167,15 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>, F
                 op: format!("touch_{}", pattern.name()),
                 n,
                 k: None,
-                ours: Cell::new(u64::MAX, move |it| run_touches(&*p, pattern, it)),
+                ours: Cell::new(u64::MAX, move |it| warm_touches(&*p, pattern, it)),
                 naive: Some(Cell::new(u64::MAX, move |it| {
-                    run_touches(&*nt, pattern, it)
+                    warm_touches(&*nt, pattern, it)
                 })),
                 moka: Some(Cell::new(u64::MAX, move |it| {
-                    run_touches(&*mt, pattern, it)
+                    warm_touches(&*mt, pattern, it)
                 })),
                 floor: Some(Cell::new(u64::MAX, move |it| {
-                    run_touches(&*fl, pattern, it)
+                    warm_touches(&*fl, pattern, it)
                 })),
             });
         }
@@ -283,6 +285,15 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>, F
         })
         .collect();
     Ok(out)
+}
+
+/// One unmeasured pass over every session, then `iters` measured touches: the other
+/// cells of the round have just evicted this fixture from the caches, and a sample
+/// should measure touching, not the first pass's misses (criterion's warm-up does the
+/// same for the criterion benches).
+fn warm_touches<T: Touch>(t: &T, pattern: Pattern, iters: u64) -> Duration {
+    run_touches(t, Pattern::RoundRobin, t.len() as u64);
+    run_touches(t, pattern, iters)
 }
 
 fn round2(x: f64) -> f64 {
