@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use browserpool_sim::batch::run_batch;
-use browserpool_sim::engine::{replay_command, run_pair};
+use browserpool_sim::engine::{replay_command, run, run_pair, Mode, RunOptions};
 use browserpool_sim::plot::plot;
 use browserpool_sim::report::{table, ReplayJson, Runs};
 use browserpool_sim::scenario::{Scenario, PRESETS};
@@ -42,6 +42,9 @@ enum Cmd {
         /// Write an SVG plot of live processes and RSS over the simulated days.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Write the managed pool's full event trace to this file.
+        #[arg(long)]
+        trace: Option<PathBuf>,
     },
     /// Run many seeds of the managed pool on all cores and list failing seeds.
     Sweep {
@@ -104,6 +107,7 @@ fn real_main() -> Result<ExitCode, String> {
             hours,
             json,
             plot: plot_path,
+            trace,
         } => {
             let sc = load(&scenario, hours)?;
             let seed = seed.unwrap_or(sc.seed);
@@ -114,6 +118,19 @@ fn real_main() -> Result<ExitCode, String> {
                 let title = format!("{} seed {seed}: unmanaged vs managed", sc.name);
                 plot(p, &title, &out.unmanaged.samples, &out.managed.samples)
                     .map_err(|e| e.to_string())?;
+            }
+            if let Some(p) = &trace {
+                let full = run(
+                    &sc,
+                    seed,
+                    RunOptions {
+                        full_trace: true,
+                        ..RunOptions::new(Mode::Managed)
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+                std::fs::write(p, full.trace.join("\n") + "\n")
+                    .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
             }
             let failed = !out.managed.report.oracle_violations.is_empty();
             if json {
