@@ -49,7 +49,15 @@ fn regression_seeds_stay_green() {
             continue;
         }
         let parts: Vec<&str> = line.split_whitespace().collect();
-        let mut sc = Scenario::load(parts[0]).unwrap();
+        // Files are named relative to the workspace root, as in the replay commands.
+        let mut sc = if PRESETS.contains(&parts[0]) {
+            Scenario::preset(parts[0]).unwrap()
+        } else {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(parts[0]);
+            Scenario::load(path.to_str().unwrap()).unwrap()
+        };
         let seed: u64 = parts[1].parse().unwrap();
         if let Some(h) = parts.get(2) {
             sc.duration_hours = h.parse().unwrap();
