@@ -877,3 +877,90 @@ impl World {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn world() -> World {
+        World::new(WorldConfig::default(), 1)
+    }
+
+    #[test]
+    fn pids_are_reused_lowest_first() {
+        let mut w = world();
+        let d = Path::new("/tmp/x-1");
+        let (a, ga) = w
+            .spawn_tree(d, Owner::Ours(0), 10, KillBehaviour::default())
+            .unwrap();
+        assert_eq!(a, 300);
+        assert!(w.crash_tree(a, ga, "crash"));
+        let (b, gb) = w
+            .spawn_tree(d, Owner::Ours(0), 10, KillBehaviour::default())
+            .unwrap();
+        assert_eq!(b, a, "the lowest free pid is handed out again");
+        assert_ne!(ga, gb);
+        assert!(w.counters().pids_reused > 0);
+        // A kill aimed at the old generation hits the new tree and is reported.
+        w.signal_group(a, ga, KillStage::Force);
+        assert!(w.take_violations()[0].contains("stale kill"));
+    }
+
+    #[test]
+    fn markers_die_with_their_holder() {
+        let mut w = world();
+        let m = Path::new("/tmp/bp-000000000001.lock");
+        let holder = w.spawn_server().unwrap();
+        w.lock_marker(m, holder, Owner::Ours(0)).unwrap();
+        assert_eq!(w.probe_marker(m).unwrap(), MarkerState::Live);
+        let other = w.spawn_unrelated("other").unwrap();
+        assert!(w.lock_marker(m, other, Owner::Ours(0)).is_err());
+        w.kill_server();
+        assert_eq!(w.probe_marker(m).unwrap(), MarkerState::Dead);
+    }
+
+    #[test]
+    fn escalation_and_slow_death() {
+        let mut w = world();
+        let d = Path::new("/tmp/x-2");
+        let kb = KillBehaviour {
+            kills_needed: 2,
+            death_delay_ms: 500,
+            ignores_graceful: true,
+        };
+        let (p, g) = w.spawn_tree(d, Owner::Ours(0), 12, kb).unwrap();
+        assert_eq!(
+            w.signal_group(p, g, KillStage::Graceful),
+            SignalOutcome::Survives
+        );
+        assert_eq!(
+            w.signal_group(p, g, KillStage::Force),
+            SignalOutcome::Survives
+        );
+        assert_eq!(
+            w.signal_group(p, g, KillStage::Force),
+            SignalOutcome::DiesAt(Timestamp(500))
+        );
+        assert!(!w.complete_death(p, g));
+        w.set_now(Timestamp(500));
+        assert!(w.complete_death(p, g));
+        assert!(!w.tree_alive(p, g));
+        assert!(!w.has_violations());
+    }
+
+    #[test]
+    fn removal_never_follows_symlinks_and_reports_foreign_entries() {
+        let mut w = world();
+        let link = Path::new("/tmp/bp-link");
+        w.place(link, EntryKind::Symlink, 1000, Owner::Neighbour);
+        let listed = w.list_prefixed(Path::new("/tmp"), "bp-");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].kind, EntryKind::Symlink);
+        w.remove_dir_all(link).unwrap();
+        assert!(!w.exists(link));
+        assert!(w.take_violations()[0].contains("not ours"));
+        // Missing is success.
+        w.remove_dir_all(Path::new("/tmp/bp-nothing")).unwrap();
+    }
+}
