@@ -2,7 +2,20 @@
 //!
 //! A deterministic simulated world for `browserpool`: weeks of traffic, browser crashes,
 //! server crashes and restarts replayed in milliseconds by a discrete-event engine, with
-//! oracles checked after every event.
+//! oracles checked after every event. The main entry point for a user is the CLI:
+//! `cargo run --release -p browserpool-sim -- replay kristof5` (see `sim/README.md`).
+//!
+//! - [`world`]: the simulated OS (processes, PIDs, process groups, Chrome trees, an
+//!   in-memory filesystem, markers, neighbours) and, in [`world::backend`], the core's
+//!   `ProcessLauncher`, `Filesystem` and `Clock` traits over it;
+//! - [`engine`]: the discrete-event engine that drives `browserpool::Lifecycle` over the
+//!   world, for the `unmanaged` and `managed` pools, with the oracles of [`oracle`];
+//! - [`scenario`]: scenario files, presets and the per-seed swarm draw of faults;
+//! - [`batch`]: many seeds on all cores; [`report`]: the JSON schema and the table;
+//!   [`plot`]: the SVG plot; [`rng`]: the pinned PRNG;
+//! - [`net`]: network faults with turmoil around the async `Pool`.
+//!
+//! Same scenario and seed, same trace, byte for byte.
 //!
 //! ```
 //! use browserpool_sim::{scenario::Scenario, engine::run_pair};
