@@ -70,7 +70,10 @@ pub struct PoolConfig {
     /// What to do at capacity. Default [`CapacityPolicy::EvictLru`].
     pub capacity_policy: CapacityPolicy,
     /// Bound on how long an `EvictLru` request waits when every session is busy.
-    /// Default 30 s.
+    /// If at that moment an idle session exists or a victim is being killed for the
+    /// request, the wait is extended once by `kill_grace + kill_timeout * kill_attempts`
+    /// (a victim's whole kill budget), so a request is not refused while an idle
+    /// session could serve it. Default 30 s.
     pub acquire_timeout: Duration,
     /// Bound on the number of queued requests (`EvictLru` fallback and `Wait`); one more
     /// is refused with [`AcquireError::QueueFull`](crate::AcquireError::QueueFull).
@@ -92,7 +95,8 @@ pub struct PoolConfig {
     /// How long to wait for the process tree to be gone after each forced kill.
     /// Default 5 s.
     pub kill_timeout: Duration,
-    /// Forced kills tried before a teardown is reported as stuck. A stuck session keeps
+    /// Kill attempts (a graceful close counts as one) before a teardown is reported as
+    /// stuck. A stuck session keeps
     /// counting against `max_browsers` and is retried every `kill_timeout`, forever: a
     /// tree that will not die is never forgotten. Default 3.
     pub kill_attempts: u32,

@@ -182,6 +182,10 @@ enum State {
     Stopping {
         reason: EndReason,
         attempt: u32,
+        /// The stage of the current attempt.
+        stage: KillStage,
+        /// A forced kill has timed out: this slot is not reliably "on its way".
+        stalled: bool,
     },
     Removing {
         reason: EndReason,
@@ -211,6 +215,8 @@ struct Waiter {
     owner: Option<OwnerKey>,
     deadline: Timestamp,
     since: Timestamp,
+    /// Whether the deadline was already extended once (see `on_waiter_timeout`).
+    extended: bool,
 }
 
 /// Where a session is in its life, as seen by [`Lifecycle::phase`].
@@ -262,6 +268,7 @@ pub struct Lifecycle {
     recheck_at: Option<Timestamp>,
     occupied: usize,
     stopping: usize,
+    stalled: usize,
     launching: usize,
     next_id: u64,
     next_ticket: u64,
@@ -292,6 +299,7 @@ impl Lifecycle {
             recheck_at: None,
             occupied: 0,
             stopping: 0,
+            stalled: 0,
             launching: 0,
             next_id: 1,
             next_ticket: 1,
@@ -464,6 +472,7 @@ impl Lifecycle {
             owner,
             deadline,
             since: now,
+            extended: false,
         });
         self.timers.insert(deadline, Timer::Waiter(ticket));
         self.make_room(now);
@@ -561,7 +570,7 @@ impl Lifecycle {
                 }
             }
             Input::Gone { id } => self.on_gone(now, id),
-            Input::KillTimedOut { id, attempt } => self.on_kill_timed_out(id, attempt),
+            Input::KillTimedOut { id, attempt } => self.on_kill_timed_out(now, id, attempt),
             Input::DirRemoved { id } => self.on_dir_removed(id),
             Input::RemoveFailed { id, error } => {
                 if error.kind == BackendErrorKind::NotFound {
@@ -756,9 +765,17 @@ impl Lifecycle {
             return;
         }
         let crashed = matches!(reason, EndReason::Crashed { .. });
+        // A crashed browser has nothing left to close gracefully.
+        let (stage, wait) = if grace.is_zero() || crashed {
+            (KillStage::Force, kill_timeout)
+        } else {
+            (KillStage::Graceful, grace)
+        };
         s.state = State::Stopping {
             reason: reason.clone(),
             attempt: 1,
+            stage,
+            stalled: false,
         };
         s.activity.mark_ended();
         if let Some(key) = s.index_key.take() {
@@ -786,12 +803,6 @@ impl Lifecycle {
         }
         self.remember(id, reason.clone());
         self.actions.push_back(Action::Ending { id, reason });
-        // A crashed browser has nothing left to close gracefully.
-        let (stage, wait) = if grace.is_zero() || crashed {
-            (KillStage::Force, kill_timeout)
-        } else {
-            (KillStage::Graceful, grace)
-        };
         self.actions.push_back(Action::Kill {
             id,
             stage,
@@ -800,15 +811,17 @@ impl Lifecycle {
         });
     }
 
-    fn on_kill_timed_out(&mut self, id: SessionId, attempt: u32) {
+    fn on_kill_timed_out(&mut self, now: Timestamp, id: SessionId, attempt: u32) {
         let max = self.config.kill_attempts;
-        let graceful_first = !self.config.kill_grace.is_zero();
         let wait = self.config.kill_timeout;
         let Some(s) = self.sessions.get_mut(&id) else {
             return;
         };
         let State::Stopping {
-            attempt: current, ..
+            attempt: current,
+            stage,
+            stalled,
+            ..
         } = &mut s.state
         else {
             return;
@@ -816,14 +829,21 @@ impl Lifecycle {
         if *current != attempt {
             return; // a stale report from an earlier attempt
         }
+        let newly_stalled = *stage == KillStage::Force && !*stalled;
+        if newly_stalled {
+            *stalled = true;
+        }
         *current += 1;
+        *stage = KillStage::Force;
         let next = *current;
         self.totals.kill_escalations += 1;
-        let forced_so_far = if graceful_first { next - 2 } else { next - 1 };
-        if forced_so_far >= max {
+        if newly_stalled {
+            self.stalled += 1;
+        }
+        if next > max {
             self.totals.kill_stuck += 1;
             tracing::error!(session = %id, attempts = next - 1,
-                "process tree still alive after repeated SIGKILL; it keeps its slot and is retried");
+                "process tree still alive after repeated kills; it keeps its slot and is retried");
         } else {
             tracing::warn!(session = %id, attempt = next, "escalating kill");
         }
@@ -833,15 +853,26 @@ impl Lifecycle {
             attempt: next,
             wait,
         });
+        // A waiter that counted on this slot must not wait for a tree that will not die:
+        // find it another victim.
+        if newly_stalled && !self.waiters.is_empty() {
+            self.make_room(now);
+        }
     }
 
     fn on_gone(&mut self, now: Timestamp, id: SessionId) {
         let Some(s) = self.sessions.get_mut(&id) else {
             return;
         };
-        let State::Stopping { reason, .. } = &s.state else {
+        let State::Stopping {
+            reason, stalled, ..
+        } = &s.state
+        else {
             return;
         };
+        if *stalled {
+            self.stalled -= 1;
+        }
         s.state = State::Removing {
             reason: reason.clone(),
             attempt: 1,
@@ -959,6 +990,22 @@ impl Lifecycle {
 
     fn on_waiter_timeout(&mut self, now: Timestamp, ticket: Ticket) {
         if let Some(pos) = self.waiters.iter().position(|w| w.ticket == ticket) {
+            // Under EvictLru, a request is not refused while an idle session exists or a
+            // victim's slot is on its way: it gets one extension, long enough for a
+            // victim's whole kill budget, and a victim if it has none yet.
+            let may_extend = self.config.capacity_policy == CapacityPolicy::EvictLru
+                && !self.shutting_down
+                && !self.waiters[pos].extended;
+            if may_extend && (self.stopping > self.stalled || self.lru_idle(now).is_some()) {
+                let extra =
+                    self.config.kill_grace + self.config.kill_timeout * self.config.kill_attempts;
+                let w = &mut self.waiters[pos];
+                w.extended = true;
+                w.deadline = now.saturating_add(extra);
+                self.timers.insert(w.deadline, Timer::Waiter(ticket));
+                self.make_room(now);
+                return;
+            }
             if let Some(w) = self.waiters.remove(pos) {
                 self.totals.wait_timeouts += 1;
                 self.reply(
@@ -1068,7 +1115,9 @@ impl Lifecycle {
             return;
         }
         let free = self.config.max_browsers.saturating_sub(self.occupied);
-        let mut needed = self.waiters.len().saturating_sub(self.stopping + free);
+        // Slots on their way: sessions being killed whose forced kill has not yet failed.
+        let on_the_way = self.stopping - self.stalled;
+        let mut needed = self.waiters.len().saturating_sub(on_the_way + free);
         while needed > 0 {
             let Some(victim) = self.lru_idle(now) else {
                 break;
@@ -1136,7 +1185,13 @@ impl Lifecycle {
                 self.occupied, self.config.max_browsers
             ));
         }
-        if st.stopping != self.stopping || st.launching != self.launching {
+        let stalled = self
+            .sessions
+            .values()
+            .filter(|s| matches!(s.state, State::Stopping { stalled: true, .. }))
+            .count();
+        if st.stopping != self.stopping || st.launching != self.launching || stalled != self.stalled
+        {
             return Err("stopping/launching counters drifted".into());
         }
         if self.by_activity.len() != st.live {

@@ -755,3 +755,33 @@ fn same_inputs_same_actions() {
     assert!(a.len() > 40);
     assert_eq!(a, run());
 }
+
+#[test]
+fn a_waiter_whose_victim_will_not_die_gets_another_victim() {
+    let mut h = H::new(cfg());
+    let a = h.live();
+    h.at(S);
+    let b = h.live();
+    h.at(2 * S);
+    let t = h.m.acquire(h.now, None);
+    assert_eq!(ending(&h.drain()), vec![(a, EndReason::Evicted)]);
+    // a's forced kill times out: the waiter must not keep counting on a's slot.
+    let acts = h.feed(Input::KillTimedOut { id: a, attempt: 1 });
+    assert_eq!(ending(&acts), vec![(b, EndReason::Evicted)]);
+    let acts = h.feed(Input::Gone { id: b });
+    let new = acts
+        .iter()
+        .find_map(|x| match x {
+            Action::Launch { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("the waiter is served by b's slot");
+    assert!(h
+        .feed(Input::Launched { id: new })
+        .contains(&Action::Reply {
+            ticket: t,
+            result: Ok(new)
+        }));
+    assert_eq!(h.m.occupied(), 2, "a still counts until its tree is gone");
+    h.m.check_invariants().unwrap();
+}
