@@ -675,8 +675,13 @@ impl<'a> Sim<'a> {
         let kill_budget =
             config.kill_grace + config.kill_timeout * (config.kill_attempts.saturating_add(1));
         let idle_bound_ms = ms(idle + config.reap_interval + config.tick + kill_budget);
-        let request_bound_ms =
-            ms(config.acquire_timeout + config.launch_timeout + Duration::from_secs(1));
+        // An EvictLru request may get one extension of a victim's kill budget
+        // (PoolConfig::acquire_timeout), then needs a launch.
+        let request_bound_ms = ms(config.acquire_timeout
+            + config.kill_grace
+            + config.kill_timeout * config.kill_attempts
+            + config.launch_timeout
+            + Duration::from_secs(1));
         let converge_bound_ms = ms(idle
             + config.reap_interval
             + config.tick
