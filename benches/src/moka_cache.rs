@@ -356,8 +356,9 @@ mod tests {
     #[test]
     fn reap_expires_exactly_k_and_counts_them() {
         // A generous time-to-idle: the preparation only needs the process not to stall
-        // for ~100 ms, and it redoes itself (counted) if it did.
-        let mut f = MokaReap::new(300, 5, Duration::from_millis(400));
+        // for a quarter of it between its last check and the tick, and it redoes itself
+        // (counted) when it detects a stall before that.
+        let mut f = MokaReap::new(300, 5, Duration::from_secs(1));
         let (_, expired) = f.time_reaps(2);
         assert_eq!(expired, 10);
         assert_eq!(f.expired(), 10);
