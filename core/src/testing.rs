@@ -41,6 +41,7 @@ pub struct FakeProc {
     pub dir: PathBuf,
     alive: watch::Sender<Option<String>>,
     kills_to_die: AtomicU32,
+    live_count: Arc<AtomicU64>,
 }
 
 impl FakeProc {
@@ -50,7 +51,7 @@ impl FakeProc {
     }
 
     fn die(&self, how: &str) {
-        self.alive.send_if_modified(|v| {
+        let died = self.alive.send_if_modified(|v| {
             if v.is_none() {
                 *v = Some(how.to_owned());
                 true
@@ -58,6 +59,9 @@ impl FakeProc {
                 false
             }
         });
+        if died {
+            self.live_count.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -82,6 +86,7 @@ pub struct FakeLauncher {
     pub drop_kills: Arc<AtomicU64>,
     /// The most fake browsers ever alive at once.
     pub peak_alive: Arc<AtomicU64>,
+    live_count: Arc<AtomicU64>,
     /// Whether the launcher should write a file into each session directory at launch
     /// (to prove removal works on a non-empty directory).
     pub write_files: Arc<AtomicBool>,
@@ -178,14 +183,18 @@ impl ProcessLauncher for FakeLauncher {
             dir: spec.dir.clone(),
             alive: tx,
             kills_to_die: AtomicU32::new(stubborn + 1),
+            live_count: self.live_count.clone(),
         });
-        let alive = {
+        let alive = self.live_count.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_alive.fetch_max(alive, Ordering::Relaxed);
+        {
+            // Forget dead processes now and then, so the map stays O(live), amortised O(1).
             let mut st = self.st();
             st.processes.insert(spec.id, p.clone());
-            st.processes.retain(|_, p| p.is_alive());
-            st.processes.len() as u64
-        };
-        self.peak_alive.fetch_max(alive, Ordering::Relaxed);
+            if st.processes.len() as u64 > 2 * alive + 64 {
+                st.processes.retain(|_, p| p.is_alive());
+            }
+        }
         Ok(FakeProcess(p))
     }
 
