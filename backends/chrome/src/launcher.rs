@@ -45,9 +45,10 @@ pub const BASE_ARGS: &[&str] = &[
     "--disable-extensions",
     "--disable-breakpad",
     "--disable-crash-reporter",
-    // Without this, Chromium starts chrome_crashpad_handler processes that leave the
-    // browser's process group (they call setsid), so a group kill would miss them.
-    "--disable-crashpad-for-testing",
+    // Not `--disable-crashpad-for-testing`: with it, Chromium 156's network service
+    // crashes in a loop ("FD ownership violation"). The crash handler processes it
+    // starts leave the group (setsid); they are found by their `--database=` inside
+    // the session directory and killed by PID.
     "--disable-gpu",
     "--disable-quic",
     "--disable-hang-monitor",
@@ -178,10 +179,9 @@ impl ChromeLauncher {
         })?;
         // From here on, dropping `tree` (an error below, or this future being dropped)
         // kills and reaps the whole group.
-        let tree =
-            Tree::new(spawned.pid, spawned.stderr, Self::user_data_dir_arg(&dir)).map_err(|e| {
-                BackendError::new("launch", BackendErrorKind::Launch, e.to_string()).at(&dir)
-            })?;
+        let tree = Tree::new(spawned.pid, spawned.stderr, dir.clone()).map_err(|e| {
+            BackendError::new("launch", BackendErrorKind::Launch, e.to_string()).at(&dir)
+        })?;
         let port_file = dir.join(PROFILE_DIR).join("DevToolsActivePort");
         let url = match tokio::time::timeout_at(deadline, wait_endpoint(&tree, &port_file)).await {
             Ok(Ok(url)) => url,
@@ -419,18 +419,9 @@ impl ProcessLauncher for ChromeLauncher {
             }
             KillStage::Force => {
                 process.tree.signal_group(Signal::KILL);
-                // Then anything of this browser that left the group (none with the
-                // default flags); the group is already dying meanwhile.
-                let tree_arg = process.tree.udd_arg().to_owned();
-                let pgid = process.tree.pid();
-                let _ = tokio::task::spawn_blocking(move || {
-                    for s in procfs::live_with_arg(&tree_arg) {
-                        if s.pgrp != pgid {
-                            crate::tree::kill_if_proven(s.pid, &[tree_arg.as_os_str()]);
-                        }
-                    }
-                })
-                .await;
+                // Then anything of this browser that left the group (the crash
+                // handler); the group is already dying meanwhile.
+                let _ = tokio::task::spawn_blocking(process.tree.stray_killer()).await;
                 Ok(())
             }
         }

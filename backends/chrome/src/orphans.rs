@@ -11,14 +11,13 @@
 //!
 //! Nothing is ever killed by name or by PID alone: PIDs are reused.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use browserpool::{BackendError, BackendErrorKind, Orphan};
 use rustix::process::{Pid, Signal};
 
-use crate::launcher::{ChromeLauncher, PROFILE_DIR};
+use crate::launcher::PROFILE_DIR;
 use crate::procfs;
 use crate::tree::kill_if_proven;
 
@@ -33,14 +32,13 @@ pub(crate) fn hostname() -> String {
         .into_owned()
 }
 
-/// The `--user-data-dir` arguments that prove ownership of `dir`: as spelled, and with
-/// the directory's canonical path if that differs (a root given through a symlink).
-fn proof_args(dir: &Path) -> Vec<OsString> {
-    let mut v = vec![ChromeLauncher::user_data_dir_arg(dir)];
+/// The spellings of `dir` whose proofs count: as given, and its canonical path if that
+/// differs (a root given through a symlink).
+fn proof_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut v = vec![dir.to_owned()];
     if let Ok(canon) = std::fs::canonicalize(dir) {
-        let a = ChromeLauncher::user_data_dir_arg(&canon);
-        if a != v[0] {
-            v.push(a);
+        if canon != dir {
+            v.push(canon);
         }
     }
     v
@@ -62,36 +60,29 @@ fn singleton_pid(dir: &Path, host: &str) -> Option<(i32, String)> {
     (h == host).then_some((pid, target))
 }
 
-fn proven(pid: i32, args: &[OsString]) -> Option<OsString> {
-    if !procfs::stat(pid).is_some_and(|s| s.is_live()) {
-        return None;
-    }
-    args.iter().find(|a| procfs::has_exact_arg(pid, a)).cloned()
+fn proven(pid: i32, dirs: &[PathBuf]) -> Option<String> {
+    dirs.iter().find_map(|d| procfs::proof_for(pid, d))
 }
 
 /// Processes proven to belong to `dir` (blocking: reads `/proc`). Where a process group
 /// leader is proven, only the leader is reported (killing it kills its group).
 pub(crate) fn find(dir: &Path, host: &str) -> Vec<Orphan> {
-    let args = proof_args(dir);
+    let dirs = proof_dirs(dir);
     let mut found: Vec<(procfs::ProcStat, String)> = Vec::new();
     if let Some((pid, target)) = singleton_pid(dir, host) {
-        if let (Some(arg), Some(st)) = (proven(pid, &args), procfs::stat(pid)) {
+        if let (Some(arg), Some(st)) = (proven(pid, &dirs), procfs::stat(pid)) {
             found.push((
                 st,
                 format!(
-                    "SingletonLock names {target} (this host) and /proc/{pid}/cmdline has {}",
-                    arg.to_string_lossy()
+                    "SingletonLock names {target} (this host) and /proc/{pid}/cmdline has {arg}"
                 ),
             ));
         }
     }
-    for arg in &args {
-        for st in procfs::live_with_arg(arg) {
+    for d in &dirs {
+        for (st, arg) in procfs::live_belonging_to(d) {
             if found.iter().all(|(f, _)| f.pid != st.pid) {
-                found.push((
-                    st,
-                    format!("/proc/{}/cmdline has {}", st.pid, arg.to_string_lossy()),
-                ));
+                found.push((st, format!("/proc/{}/cmdline has {arg}", st.pid)));
             }
         }
     }
@@ -130,20 +121,20 @@ pub(crate) async fn kill(orphan: &Orphan) -> Result<bool, BackendError> {
 
 fn kill_blocking(orphan: &Orphan) -> Result<bool, BackendError> {
     let pid = orphan.pid as i32;
-    let args = proof_args(&orphan.dir);
-    let arg_refs: Vec<&std::ffi::OsStr> = args.iter().map(OsString::as_os_str).collect();
+    let dirs = proof_dirs(&orphan.dir);
+    let dir_refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
     let Some(st) = procfs::stat(pid) else {
         return Ok(false);
     };
     let pgrp = st.pgrp;
     // The group leader must itself carry the proof before the group is signalled.
-    let group = (pgrp > 1 && proven(pgrp, &args).is_some()).then_some(pgrp);
-    if !kill_if_proven(pid, &arg_refs) {
+    let group = (pgrp > 1 && proven(pgrp, &dirs).is_some()).then_some(pgrp);
+    if !kill_if_proven(pid, &dir_refs) {
         return Ok(false);
     }
     if let Some(g) = group {
         // Re-check the leader right before signalling its group.
-        if proven(g, &args).is_some() {
+        if proven(g, &dirs).is_some() {
             if let Some(gp) = Pid::from_raw(g) {
                 let _ = rustix::process::kill_process_group(gp, Signal::KILL);
             }

@@ -104,6 +104,51 @@ pub fn has_exact_arg(pid: i32, arg: &OsStr) -> bool {
     cmdline(pid).is_some_and(|args| args.iter().any(|a| a.as_slice() == arg.as_bytes()))
 }
 
+/// The argument proving that a command line belongs to the browser of session
+/// directory `dir`, if any:
+/// - exactly `--user-data-dir=<dir>/profile` (the browser and all its helpers), or
+/// - `--database=<path>` with `<path>` strictly inside `<dir>` (Chromium's crash
+///   handler, which leaves the browser's process group and session; its database lives
+///   in the session's private XDG config directory).
+///
+/// Session directory names are unique, so either is proof of ownership.
+pub fn session_proof(args: &[Vec<u8>], dir: &Path) -> Option<String> {
+    let mut udd = b"--user-data-dir=".to_vec();
+    udd.extend_from_slice(dir.join("profile").as_os_str().as_bytes());
+    let mut inside = dir.as_os_str().as_bytes().to_vec();
+    inside.push(b'/');
+    args.iter()
+        .find(|a| {
+            a.as_slice() == udd.as_slice()
+                || a.strip_prefix(b"--database=".as_slice())
+                    .is_some_and(|p| p.starts_with(&inside) && p.len() > inside.len())
+        })
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+}
+
+/// [`session_proof`] for a live process `pid` (`None` if it is gone or a zombie).
+pub fn proof_for(pid: i32, dir: &Path) -> Option<String> {
+    if !stat(pid).is_some_and(|s| s.is_live()) {
+        return None;
+    }
+    session_proof(&cmdline(pid)?, dir)
+}
+
+/// Live processes (any group) carrying a [`session_proof`] for `dir`, sorted by PID,
+/// with the proving argument. Never includes this process.
+pub fn live_belonging_to(dir: &Path) -> Vec<(ProcStat, String)> {
+    let me = std::process::id() as i32;
+    let mut out: Vec<(ProcStat, String)> = all_pids()
+        .into_iter()
+        .filter(|&p| p != me)
+        .filter_map(stat)
+        .filter(|s| s.is_live())
+        .filter_map(|s| Some((s, session_proof(&cmdline(s.pid)?, dir)?)))
+        .collect();
+    out.sort_unstable_by_key(|(s, _)| s.pid);
+    out
+}
+
 /// Live processes (any group) whose command line carries exactly `arg`, sorted.
 pub fn live_with_arg(arg: &OsStr) -> Vec<ProcStat> {
     let me = std::process::id() as i32;
@@ -177,6 +222,35 @@ mod tests {
         let (rss, _pss) = memory(me).unwrap();
         assert!(rss > 0);
         assert!(!cmdline(me).unwrap().is_empty());
+    }
+
+    #[test]
+    fn session_proofs_are_exact() {
+        let dir = Path::new("/r/bp-abc-1");
+        let args = |v: &[&str]| v.iter().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>();
+        assert!(session_proof(
+            &args(&["chromium", "--user-data-dir=/r/bp-abc-1/profile"]),
+            dir
+        )
+        .is_some());
+        assert!(session_proof(
+            &args(&["crashpad", "--database=/r/bp-abc-1/home/.config/x"]),
+            dir
+        )
+        .is_some());
+        assert!(session_proof(
+            &args(&["chromium", "--user-data-dir=/r/bp-abc-10/profile"]),
+            dir
+        )
+        .is_none());
+        assert!(session_proof(
+            &args(&["chromium", "--user-data-dir=/r/bp-abc-1/profile/"]),
+            dir
+        )
+        .is_none());
+        assert!(session_proof(&args(&["crashpad", "--database=/r/bp-abc-10/x"]), dir).is_none());
+        assert!(session_proof(&args(&["crashpad", "--database=/r/bp-abc-1/"]), dir).is_none());
+        assert!(session_proof(&args(&["sleep", "/r/bp-abc-1/profile"]), dir).is_none());
     }
 
     #[test]

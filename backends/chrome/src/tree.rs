@@ -16,8 +16,8 @@
 //! for the group id to vanish entirely (`kill(-pgid, 0)` failing) would make every
 //! teardown look as slow as init's reaping.
 
-use std::ffi::{OsStr, OsString};
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ChildStderr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -38,10 +38,10 @@ pub(crate) struct Tree {
     exit_tx: Arc<watch::Sender<Option<String>>>,
     exit_rx: watch::Receiver<Option<String>>,
     stderr: Arc<Mutex<Vec<u8>>>,
-    /// `--user-data-dir=<dir>/profile`, which every process of this browser carries.
-    udd_arg: OsString,
+    /// The session directory; see [`procfs::session_proof`].
+    dir: PathBuf,
     /// Processes of this browser found outside its group (and killed by PID).
-    strays: Mutex<Vec<i32>>,
+    strays: Arc<Mutex<Vec<i32>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,7 +91,7 @@ impl Tree {
     pub(crate) fn new(
         pid: Pid,
         stderr: Option<ChildStderr>,
-        udd_arg: OsString,
+        dir: PathBuf,
     ) -> std::io::Result<Tree> {
         let (tx, rx) = watch::channel(None);
         let tree = Tree {
@@ -100,8 +100,8 @@ impl Tree {
             exit_tx: Arc::new(tx),
             exit_rx: rx,
             stderr: Arc::new(Mutex::new(Vec::new())),
-            udd_arg,
-            strays: Mutex::new(Vec::new()),
+            dir,
+            strays: Arc::new(Mutex::new(Vec::new())),
         };
         // Waiter: learns the exit status without reaping (WNOWAIT), so the group id
         // stays pinned until `try_reap` decides the group is gone. A thread (not a
@@ -155,10 +155,6 @@ impl Tree {
         self.pid.as_raw_pid()
     }
 
-    pub(crate) fn udd_arg(&self) -> &OsStr {
-        &self.udd_arg
-    }
-
     /// The last few KiB the browser wrote to stderr.
     pub(crate) fn stderr_tail(&self) -> String {
         String::from_utf8_lossy(&lock(&self.stderr)).into_owned()
@@ -200,31 +196,25 @@ impl Tree {
         }
     }
 
-    /// Kill processes of this browser that left its group (they carry its exact
-    /// `--user-data-dir`), re-checking that proof immediately before each signal.
-    /// Blocking: scans `/proc`.
-    pub(crate) fn kill_strays(&self) {
+    /// A job (blocking: scans `/proc`) that kills the processes of this browser that
+    /// left its group (Chromium's crash handler calls `setsid`), re-checking the proof
+    /// immediately before each signal, and remembers them for [`Tree::wait_gone`].
+    pub(crate) fn stray_killer(&self) -> impl FnOnce() + Send + 'static {
         let pgid = self.pid();
-        for s in procfs::live_with_arg(&self.udd_arg) {
-            if s.pgrp == pgid {
-                continue;
-            }
-            if kill_if_proven(s.pid, &[self.udd_arg.as_os_str()]) {
-                tracing::warn!(
-                    pid = s.pid,
-                    pgid,
-                    "killed a browser process that had left its process group"
-                );
-                lock(&self.strays).push(s.pid);
+        let dir = self.dir.clone();
+        let strays = self.strays.clone();
+        move || {
+            for (s, _) in procfs::live_belonging_to(&dir) {
+                if s.pgrp != pgid && kill_if_proven(s.pid, &[dir.as_path()]) {
+                    lock(&strays).push(s.pid);
+                }
             }
         }
     }
 
     fn strays_gone(&self) -> bool {
         let mut strays = lock(&self.strays);
-        strays.retain(|&p| {
-            procfs::stat(p).is_some_and(|s| s.is_live()) && procfs::has_exact_arg(p, &self.udd_arg)
-        });
+        strays.retain(|&p| procfs::proof_for(p, &self.dir).is_some());
         strays.is_empty()
     }
 
@@ -319,7 +309,7 @@ impl Tree {
             return;
         }
         self.signal_group(Signal::KILL);
-        self.kill_strays();
+        (self.stray_killer())();
         let deadline = Instant::now() + budget;
         let pgid = self.pid();
         loop {
@@ -347,10 +337,10 @@ impl Drop for Tree {
     }
 }
 
-/// SIGKILL `pid` only if it is alive and its command line carries one of `args`
-/// exactly. The process is pinned with a pidfd before the check, so the signal reaches
+/// SIGKILL `pid` only if it is alive and carries a [`procfs::session_proof`] for one of
+/// `dirs`. The process is pinned with a pidfd before the check, so the signal reaches
 /// the very process that was checked, never a successor that reused its PID.
-pub(crate) fn kill_if_proven(pid: i32, args: &[&OsStr]) -> bool {
+pub(crate) fn kill_if_proven(pid: i32, dirs: &[&Path]) -> bool {
     let Some(p) = Pid::from_raw(pid) else {
         return false;
     };
@@ -359,9 +349,7 @@ pub(crate) fn kill_if_proven(pid: i32, args: &[&OsStr]) -> bool {
         Err(Errno::SRCH) => return false,
         Err(_) => None, // kernel without pidfd: fall back to check-then-kill
     };
-    let proven = procfs::stat(pid).is_some_and(|s| s.is_live())
-        && args.iter().any(|a| procfs::has_exact_arg(pid, a));
-    if !proven {
+    if !dirs.iter().any(|d| procfs::proof_for(pid, d).is_some()) {
         return false;
     }
     let sent = match &fd {
