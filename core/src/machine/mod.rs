@@ -27,6 +27,10 @@
 //!
 //! A session counts against `max_browsers` from `acquire` until its processes are
 //! `Gone`, so `max_browsers` bounds live process trees, not map entries.
+//!
+//! A failed launch's requester gets [`AcquireError::LaunchFailed`] only after the
+//! directory removal has been tried (`DirRemoved`, or the first `RemoveFailed`), so the
+//! error's "nothing was left behind" holds when it arrives.
 
 mod index;
 
@@ -191,6 +195,9 @@ enum State {
         reason: EndReason,
         attempt: u32,
         finished: bool,
+        /// A failed launch's requester, answered only once the directory removal has been
+        /// tried, so that "nothing was left behind" is true when the error arrives.
+        reply_to: Option<Ticket>,
     },
 }
 
@@ -712,6 +719,7 @@ impl Lifecycle {
             reason: end.clone(),
             attempt: 1,
             finished: false,
+            reply_to: (!cancelled).then_some(ticket),
         };
         s.activity.mark_ended();
         let dir = s.dir.clone();
@@ -721,9 +729,6 @@ impl Lifecycle {
         self.launching -= 1;
         self.totals.launch_failed += 1;
         self.remember(id, end);
-        if !cancelled {
-            self.reply(ticket, Err(AcquireError::LaunchFailed { id, reason }));
-        }
         self.actions.push_back(Action::RemoveDir {
             id,
             dir,
@@ -877,6 +882,7 @@ impl Lifecycle {
             reason: reason.clone(),
             attempt: 1,
             finished: false,
+            reply_to: None,
         };
         let dir = s.dir.clone();
         self.stopping -= 1;
@@ -890,20 +896,26 @@ impl Lifecycle {
     }
 
     fn on_dir_removed(&mut self, id: SessionId) {
-        let Some(s) = self.sessions.get(&id) else {
+        let Some(s) = self.sessions.get_mut(&id) else {
             return;
         };
         let State::Removing {
-            reason, finished, ..
-        } = &s.state
+            reason,
+            finished,
+            reply_to,
+            ..
+        } = &mut s.state
         else {
             return;
         };
+        let pending = reply_to.take();
+        let (reason, finished) = (reason.clone(), *finished);
         if let Some(at) = s.remove_retry_at {
             self.timers.remove(at, Timer::RemoveRetry(id));
         }
-        if !*finished {
-            let reason = reason.clone();
+        self.actions
+            .extend(failed_launch_reply(id, pending, &reason));
+        if !finished {
             tracing::info!(session = %id, reason = reason.label(), "session torn down");
             self.actions.push_back(Action::Finished {
                 id,
@@ -927,10 +939,15 @@ impl Lifecycle {
             reason,
             attempt,
             finished,
+            reply_to,
         } = &mut s.state
         else {
             return;
         };
+        // The requester of a failed launch learns now; the directory is retried in the
+        // background like any other.
+        self.actions
+            .extend(failed_launch_reply(id, reply_to.take(), reason));
         let delay = backoff.delay(*attempt);
         tracing::warn!(session = %id, dir = %s.dir.display(), attempt = *attempt, error = %error,
             retry_in = ?delay, "could not remove session directory; will retry");
@@ -1203,6 +1220,20 @@ impl Lifecycle {
         }
         let _ = self.timers.len();
         Ok(())
+    }
+}
+
+/// The answer owed to the requester of a failed launch (`ticket`), if any.
+fn failed_launch_reply(id: SessionId, ticket: Option<Ticket>, end: &EndReason) -> Option<Action> {
+    match (ticket, end) {
+        (Some(ticket), EndReason::LaunchFailed { reason }) => Some(Action::Reply {
+            ticket,
+            result: Err(AcquireError::LaunchFailed {
+                id,
+                reason: reason.clone(),
+            }),
+        }),
+        _ => None,
     }
 }
 

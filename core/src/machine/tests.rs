@@ -533,13 +533,11 @@ fn launch_failure_replies_removes_the_dir_and_frees_the_slot_for_a_waiter() {
         id: SessionId(1),
         reason: "no chrome".into(),
     });
-    assert!(a.contains(&Action::Reply {
-        ticket: t1,
-        result: Err(AcquireError::LaunchFailed {
-            id: SessionId(1),
-            reason: "no chrome".into()
-        })
-    }));
+    assert!(
+        !a.iter()
+            .any(|x| matches!(x, Action::Reply { ticket, .. } if *ticket == t1)),
+        "answered before the directory was removed: {a:?}"
+    );
     assert!(a.iter().any(|x| matches!(
         x,
         Action::RemoveDir {
@@ -554,12 +552,90 @@ fn launch_failure_replies_removes_the_dir_and_frees_the_slot_for_a_waiter() {
             ..
         }
     )));
+    let a = h.feed(Input::DirRemoved { id: SessionId(1) });
+    assert_eq!(
+        a,
+        vec![
+            Action::Reply {
+                ticket: t1,
+                result: Err(AcquireError::LaunchFailed {
+                    id: SessionId(1),
+                    reason: "no chrome".into()
+                })
+            },
+            Action::Finished {
+                id: SessionId(1),
+                reason: EndReason::LaunchFailed {
+                    reason: "no chrome".into()
+                },
+                dir_removed: true
+            }
+        ]
+    );
     let a = h.feed(Input::Launched { id: SessionId(2) });
     assert!(a.contains(&Action::Reply {
         ticket: t2,
         result: Ok(SessionId(2))
     }));
     assert_eq!(h.m.totals().launch_failed, 1);
+}
+
+#[test]
+fn a_failed_launch_whose_directory_cannot_be_removed_is_still_answered_once() {
+    let mut h = H::new(cfg());
+    let t = h.m.acquire(h.now, None);
+    h.drain();
+    let a = h.feed(Input::LaunchFailed {
+        id: SessionId(1),
+        reason: "no chrome".into(),
+    });
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::Reply { .. })),
+        "{a:?}"
+    );
+    let busy = BackendError::new("remove", BackendErrorKind::Busy, "busy");
+    let a = h.feed(Input::RemoveFailed {
+        id: SessionId(1),
+        error: busy,
+    });
+    let replies: Vec<_> = a
+        .iter()
+        .filter(|x| matches!(x, Action::Reply { ticket, result: Err(AcquireError::LaunchFailed { .. }) } if *ticket == t))
+        .collect();
+    assert_eq!(replies.len(), 1, "{a:?}");
+    // The retry that succeeds later answers nobody again.
+    h.at(60 * S);
+    let a = h.tick();
+    assert!(
+        a.iter().any(|x| matches!(x, Action::RemoveDir { .. })),
+        "{a:?}"
+    );
+    let a = h.feed(Input::DirRemoved { id: SessionId(1) });
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::Reply { .. })),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn a_cancelled_failed_launch_is_answered_to_nobody() {
+    let mut h = H::new(cfg());
+    let t = h.m.acquire(h.now, None);
+    h.drain();
+    h.feed(Input::Cancel { ticket: t });
+    h.feed(Input::LaunchFailed {
+        id: SessionId(1),
+        reason: "no chrome".into(),
+    });
+    let a = h.feed(Input::DirRemoved { id: SessionId(1) });
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::Reply { .. })),
+        "{a:?}"
+    );
+    assert!(
+        a.iter().any(|x| matches!(x, Action::Finished { .. })),
+        "{a:?}"
+    );
 }
 
 #[test]
