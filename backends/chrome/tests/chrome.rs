@@ -509,8 +509,30 @@ async fn every_exit_path_kills_every_process_of_the_session() {
     s.new_page("about:blank").await.unwrap();
     let dir = pool.session_dir(s.id());
     assert!(processes_of_dir(&dir).len() >= 5);
+    // A helper outside the group that would outlive its browser: a graceful close never
+    // signals the group, so only the wait for "no process of the session" can find it.
+    let mut stray = fake_stray_helper(&dir);
     pool.destroy(s.id()).await.unwrap();
+    assert!(
+        was_sigkilled(&mut stray),
+        "graceful close left a stray helper"
+    );
     assert_eq!(processes_of_dir(&dir), Vec::<i32>::new(), "graceful close");
+    assert!(!dir.exists());
+    drop(pool);
+
+    // Forced kill (SIGKILL to the group and to every proven stray).
+    let pool = Pool::new(config(root.path()), launcher_or_skip().unwrap())
+        .await
+        .unwrap();
+    checks.track_pool(&pool);
+    let s = ChromeSession::new(pool.acquire().await.unwrap());
+    s.new_page("about:blank").await.unwrap();
+    let dir = pool.session_dir(s.id());
+    let mut stray = fake_stray_helper(&dir);
+    pool.destroy(s.id()).await.unwrap();
+    assert!(was_sigkilled(&mut stray), "forced kill left a stray helper");
+    assert_eq!(processes_of_dir(&dir), Vec::<i32>::new(), "forced kill");
     assert!(!dir.exists());
 
     // Shutdown of a session with pages open.

@@ -39,8 +39,27 @@ fn report(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// A child server, SIGKILLed and reaped when dropped (so that a failing test does not
+/// leave it, and its browsers, running).
+struct ChildServer(std::process::Child);
+
+impl ChildServer {
+    /// SIGKILL: no destructor, no handler runs in the child.
+    fn sigkill(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Re-execute this test binary to run only `test` in the child role.
-fn spawn_child(test: &str, envs: &[(&str, &Path)], log: &Path) -> std::process::Child {
+fn spawn_child(test: &str, envs: &[(&str, &Path)], log: &Path) -> ChildServer {
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
         .stdin(Stdio::null())
@@ -49,17 +68,17 @@ fn spawn_child(test: &str, envs: &[(&str, &Path)], log: &Path) -> std::process::
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    cmd.spawn().unwrap()
+    ChildServer(cmd.spawn().unwrap())
 }
 
 /// Wait for the child's report, failing with its log if it exits first.
-async fn read_report(child: &mut std::process::Child, out: &Path, log: &Path) -> String {
+async fn read_report(child: &mut ChildServer, out: &Path, log: &Path) -> String {
     let deadline = std::time::Instant::now() + SAFETY * 2;
     loop {
         if let Ok(text) = std::fs::read_to_string(out) {
             return text;
         }
-        if let Some(st) = child.try_wait().unwrap() {
+        if let Some(st) = child.0.try_wait().unwrap() {
             panic!(
                 "the child exited ({st}) without reporting; its log:\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
@@ -135,8 +154,7 @@ async fn browser_dies_with_its_parent() {
     assert!(before.contains(&pid), "{before:?}");
     assert!(before.len() >= 5, "{before:?}");
 
-    parent.kill().unwrap(); // SIGKILL: no destructor, no handler runs in the parent
-    parent.wait().unwrap();
+    parent.sigkill();
     eventually_within(
         Duration::from_secs(2),
         "browser killed with its parent",
@@ -218,8 +236,7 @@ async fn start_and_kill_server(
             "{dir:?}: {procs:?}"
         );
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.sigkill();
     browsers
 }
 

@@ -201,6 +201,58 @@ impl Checks {
     }
 }
 
+/// A stand-in for a helper that left the browser's process group and does not exit by
+/// itself (Chromium's own crash handlers leave the group too, but exit within moments of
+/// their browser, so they cannot show whether a teardown would wait for them): a shell
+/// in a process group of its own whose argv carries the session's `--user-data-dir`.
+/// The caller reaps it.
+pub fn fake_stray_helper(dir: &Path) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let flag = format!("--user-data-dir={}/profile", dir.display());
+    let child = std::process::Command::new("sh")
+        .args(["-c", "while :; do sleep 1; done", "sh", &flag])
+        .stdin(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    assert!(
+        SessionMatcher::new(dir)
+            .proof_for(child.id() as i32)
+            .is_some(),
+        "the matcher must see the stand-in"
+    );
+    child
+}
+
+/// Whether `child` was killed by SIGKILL (reaping it).
+pub fn was_sigkilled(child: &mut std::process::Child) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    match child.try_wait().unwrap() {
+        Some(st) => st.signal() == Some(9),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            false
+        }
+    }
+}
+
+impl Drop for Checks {
+    /// A test that fails midway must not leave browsers running for the next test (or
+    /// the machine): kill every process of its sessions, proven by the matcher.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let snapshot = procfs::live_processes();
+            for d in &self.dirs {
+                let m = SessionMatcher::new(d);
+                if !m.live_in(&snapshot).is_empty() {
+                    m.kill_all();
+                }
+            }
+        }
+    }
+}
+
 pub fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
