@@ -85,6 +85,11 @@ struct Args {
     /// Bare spawns timed before the clients start (the launch floor).
     #[arg(long, default_value_t = 5)]
     floor_spawns: usize,
+    /// Where the pool's root (a fresh temporary directory) is made. Default: `$TMPDIR`
+    /// or `/tmp`. Removing a profile is much slower on a disk mounted with online
+    /// `discard` than on tmpfs (such as `/dev/shm`); see the README.
+    #[arg(long)]
+    root_in: Option<PathBuf>,
     /// Seed of the clients' abandon decisions.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -161,6 +166,7 @@ struct Summary {
     processes_per_browser_p50: f64,
     leftover_scratch: Vec<String>,
     leftover_shm: Vec<String>,
+    root: String,
     load_avg_1m_start: f64,
     load_avg_1m_end: f64,
 }
@@ -437,7 +443,7 @@ async fn main() {
     let shm_before = shm();
     let root_dir = tempfile::Builder::new()
         .prefix("browserpool-churn-")
-        .tempdir()
+        .tempdir_in(args.root_in.clone().unwrap_or_else(std::env::temp_dir))
         .unwrap();
     let root: PathBuf = root_dir.path().to_owned();
     let launcher = ChromeLauncher::new(ChromeConfig::default()).unwrap_or_else(|e| {
@@ -632,7 +638,12 @@ async fn main() {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .count() as u64;
     let leftover_scratch: Vec<String> = scratch().difference(&scratch_before).cloned().collect();
-    let leftover_shm: Vec<String> = shm().difference(&shm_before).cloned().collect();
+    let root_name = root.display().to_string();
+    let leftover_shm: Vec<String> = shm()
+        .difference(&shm_before)
+        .filter(|e| **e != root_name)
+        .cloned()
+        .collect();
     let (peak_browsers, peak_processes, peak_pss_bytes) = *peaks.lock().unwrap();
     let mut s = std::mem::take(&mut *samples.lock().unwrap());
     let mut t = std::mem::take(&mut *teardowns.lock().unwrap());
@@ -684,6 +695,7 @@ async fn main() {
         processes_per_browser_p50: pct(&mut s.processes_per_browser, 0.5),
         leftover_scratch,
         leftover_shm,
+        root: root.display().to_string(),
         load_avg_1m_start,
         load_avg_1m_end: load_avg(),
     };

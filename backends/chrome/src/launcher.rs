@@ -17,7 +17,6 @@ use chromiumoxide::error::CdpError;
 use chromiumoxide::handler::HandlerConfig;
 use chromiumoxide::{Browser, Handler};
 use futures::StreamExt;
-use rustix::process::Signal;
 use tokio::sync::watch;
 
 use crate::config::{find_browser, ChromeConfig};
@@ -89,9 +88,10 @@ pub const BASE_ARGS: &[&str] = &[
 ///   (`<dir>/profile`), `TMPDIR` (`<dir>/tmp`, where Chromium's
 ///   `org.chromium.Chromium.*` scratch goes), `HOME` and the XDG directories
 ///   (`<dir>/home`) and, by default, shared memory (`--disable-dev-shm-usage`);
-/// - the browser leads its own process group; `kill(Force)` SIGKILLs the group and every
-///   process the session's [`SessionMatcher`] proves outside it (crash handlers), and
-///   `wait_gone` resolves only when a full `/proc` scan finds neither;
+/// - the browser leads its own process group; `kill(Force)` SIGKILLs the group at once,
+///   and every process the session's [`SessionMatcher`] proves outside it (crash
+///   handlers) is SIGKILLed by the first `/proc` scan of the `wait_gone` that follows;
+///   `wait_gone` resolves only when a full scan finds neither;
 /// - it is forked from one dedicated thread with `PR_SET_PDEATHSIG(SIGKILL)` (unless
 ///   [`ChromeConfig::kill_on_parent_death`] is off), so it dies with this process
 ///   however this process dies, and never earlier;
@@ -267,8 +267,7 @@ fn tail(s: &str) -> String {
 
 /// Kill and reap every process of a launch that failed (bounded), then build its error.
 async fn fail(tree: Tree, kind: BackendErrorKind, msg: String, dir: &Path) -> BackendError {
-    tree.signal_group(Signal::KILL);
-    let _ = tokio::task::spawn_blocking(tree.stray_killer()).await;
+    tree.kill_forced();
     let _ = tokio::time::timeout(Duration::from_secs(2), tree.wait_gone()).await;
     drop(tree); // if anything survived, Drop tries once more, synchronously
     BackendError::new("launch", kind, msg).at(dir)
@@ -473,10 +472,9 @@ impl ProcessLauncher for ChromeLauncher {
                 }
             }
             KillStage::Force => {
-                process.tree.signal_group(Signal::KILL);
-                // Then anything of this browser that left the group (the crash
-                // handler); the group is already dying meanwhile.
-                let _ = tokio::task::spawn_blocking(process.tree.stray_killer()).await;
+                // The group now; what left it (the crash handlers) at the first scan of
+                // the `wait_gone` that follows.
+                process.tree.kill_forced();
                 Ok(())
             }
         }

@@ -110,15 +110,36 @@ pub fn parse_cmdline(raw: &[u8]) -> Vec<&[u8]> {
 /// Every live (non-zombie) process except this one, with its raw command line, sorted by
 /// PID. One pass over `/proc`; a process that exits meanwhile is left out.
 pub fn live_processes() -> Vec<(ProcStat, Vec<u8>)> {
-    let me = std::process::id() as i32;
-    let mut out: Vec<(ProcStat, Vec<u8>)> = all_pids()
+    scan_live(|_| true)
         .into_iter()
-        .filter(|&p| p != me)
-        .filter_map(|p| {
-            let st = stat(p).filter(ProcStat::is_live)?;
-            Some((st, cmdline_raw(p)?))
-        })
-        .collect();
+        .filter_map(|(st, cmd)| Some((st, cmd?)))
+        .collect()
+}
+
+/// Every live (non-zombie) process except this one, sorted by PID, with its raw command
+/// line where `want_cmdline` asks for it. `/proc/<pid>/stat` is read first: reading a
+/// command line needs the target's memory map, which a dying process may hold for a
+/// while, so callers skip it where the stat already decides.
+pub fn scan_live(
+    mut want_cmdline: impl FnMut(&ProcStat) -> bool,
+) -> Vec<(ProcStat, Option<Vec<u8>>)> {
+    let me = std::process::id() as i32;
+    let mut out: Vec<(ProcStat, Option<Vec<u8>>)> = Vec::new();
+    for p in all_pids() {
+        if p == me {
+            continue;
+        }
+        let Some(st) = stat(p).filter(ProcStat::is_live) else {
+            continue;
+        };
+        if want_cmdline(&st) {
+            if let Some(cmd) = cmdline_raw(p) {
+                out.push((st, Some(cmd)));
+            }
+        } else {
+            out.push((st, None));
+        }
+    }
     out.sort_unstable_by_key(|(s, _)| s.pid);
     out
 }

@@ -26,6 +26,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ChildStderr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,9 @@ pub(crate) struct Tree {
     stderr: Arc<Mutex<Vec<u8>>>,
     /// Which processes are this session's, beyond the group.
     matcher: Arc<SessionMatcher>,
+    /// A forced kill was ordered: every process of the session found from now on is
+    /// SIGKILLed, in or out of the group.
+    forced: AtomicBool,
 }
 
 /// One full `/proc` scan of a session's live processes.
@@ -76,11 +80,13 @@ impl Scan {
 /// group id is still ours) and processes the matcher proves.
 fn scan(pgid: Option<i32>, matcher: &SessionMatcher) -> Scan {
     let mut out = Scan::default();
-    for (st, cmd) in procfs::live_processes() {
-        if pgid == Some(st.pgrp) {
-            out.members.push(st.pid);
-        } else if matcher.matches(&cmd) {
-            out.strays.push(st.pid);
+    // Group members are known from their stat: their command lines are not read (they
+    // are the processes dying right now).
+    for (st, cmd) in procfs::scan_live(|st| pgid != Some(st.pgrp)) {
+        match cmd {
+            None => out.members.push(st.pid),
+            Some(cmd) if matcher.matches(&cmd) => out.strays.push(st.pid),
+            Some(_) => {}
         }
     }
     out
@@ -144,6 +150,7 @@ impl Tree {
             exit_rx: rx,
             stderr: Arc::new(Mutex::new(Vec::new())),
             matcher: Arc::new(SessionMatcher::new(&dir)),
+            forced: AtomicBool::new(false),
         };
         // Waiter: learns the exit status without reaping (WNOWAIT), so the group id
         // stays pinned until `try_reap` decides the group is gone. A thread (not a
@@ -251,16 +258,13 @@ impl Tree {
         move || scan(pgid, &matcher)
     }
 
-    /// A blocking job that SIGKILLs the session's processes outside its group (the crash
-    /// handler calls `setsid`), re-checking the proof immediately before each signal.
-    pub(crate) fn stray_killer(&self) -> impl FnOnce() + Send + 'static {
-        let scanner = self.scanner();
-        let matcher = self.matcher.clone();
-        move || {
-            for pid in scanner().strays {
-                kill_if_proven(pid, &matcher);
-            }
-        }
+    /// The forced kill: SIGKILL the group now, and from now on every process of the
+    /// session that a scan finds outside the group (the crash handler calls `setsid`),
+    /// re-checking the proof immediately before each signal. [`Tree::wait_gone`]'s
+    /// first scan, right after, is the one that finds them: one `/proc` scan, not two.
+    pub(crate) fn kill_forced(&self) {
+        self.forced.store(true, Ordering::Release);
+        self.signal_group(Signal::KILL);
     }
 
     /// Whether `pid`, found by a scan, is still a live process of this session.
@@ -319,11 +323,12 @@ impl Tree {
         *lock(&self.reaped)
     }
 
-    /// Kill the strays of a scan once the main process has exited: the session is over,
-    /// and a helper that appeared after the kill (the crash handler's double fork) must
-    /// not outlive it. Before that (a graceful close in progress) nothing is signalled.
-    fn kill_late_strays(&self, strays: &[i32]) {
-        if self.exit_status().is_some() {
+    /// Kill the strays of a scan after a forced kill, or once the main process has
+    /// exited: the session is over, and a helper outside the group, even one that
+    /// appeared after the kill (the crash handler's double fork), must not outlive it.
+    /// Before that (a graceful close in progress) nothing is signalled.
+    fn kill_strays(&self, strays: &[i32]) {
+        if self.forced.load(Ordering::Acquire) || self.exit_status().is_some() {
             for &pid in strays {
                 kill_if_proven(pid, &self.matcher);
             }
@@ -349,7 +354,7 @@ impl Tree {
                 if found.is_empty() && self.try_reap() {
                     return;
                 }
-                self.kill_late_strays(&found.strays);
+                self.kill_strays(&found.strays);
                 watching = found.all();
             } else {
                 watching.retain(|&p| self.still_ours(p));
@@ -373,7 +378,7 @@ impl Tree {
         if self.is_reaped() && self.matcher.live().is_empty() {
             return;
         }
-        self.signal_group(Signal::KILL);
+        self.kill_forced();
         let deadline = Instant::now() + budget;
         loop {
             let found = (self.scanner())();

@@ -129,10 +129,12 @@ async fn the_matcher_finds_every_process_of_a_session_and_no_other() {
     let snapshot = procfs::live_processes();
     let found_a: BTreeSet<i32> = ma.live_in(&snapshot).iter().map(|(s, _)| s.pid).collect();
     let found_b: BTreeSet<i32> = mb.live_in(&snapshot).iter().map(|(s, _)| s.pid).collect();
+    // A process in its exit path has released its memory map, so its command line reads
+    // empty (no matcher can attribute it); it is on its way out, not a leak.
     let group = |pgid: i32| -> BTreeSet<i32> {
         snapshot
             .iter()
-            .filter(|(s, _)| s.pgrp == pgid)
+            .filter(|(s, cmd)| s.pgrp == pgid && !cmd.is_empty())
             .map(|(s, _)| s.pid)
             .collect()
     };
@@ -143,7 +145,11 @@ async fn the_matcher_finds_every_process_of_a_session_and_no_other() {
         "the matcher missed members of A's group: {:?}",
         group_a.difference(&found_a).collect::<Vec<_>>()
     );
-    assert!(group_b.is_subset(&found_b));
+    assert!(
+        group_b.is_subset(&found_b),
+        "the matcher missed members of B's group: {:?}",
+        group_b.difference(&found_b).collect::<Vec<_>>()
+    );
     assert!(found_a.is_disjoint(&found_b), "{found_a:?} / {found_b:?}");
     assert!(found_a.is_disjoint(&group_b) && found_b.is_disjoint(&group_a));
     // What lies outside A's group is its crash handlers, proven by their database.
