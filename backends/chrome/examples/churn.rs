@@ -29,19 +29,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use browserpool::{Pool, PoolConfig, SessionId};
-use browserpool_chrome::{
-    parse_devtools_active_port, procfs, ChromeConfig, ChromeLauncher, ChromeSession,
-    SessionMatcher, PROFILE_DIR,
-};
+use browserpool_chrome::{procfs, ChromeConfig, ChromeLauncher, ChromeSession, SessionMatcher};
 use clap::Parser;
+use support::bare_spawn_ms;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer as _;
 
@@ -241,41 +240,6 @@ impl Rng {
         z ^= z >> 31;
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
-}
-
-// ------------------------------------------------------------------- the launch floor
-
-/// Spawn the pool's exact browser command bare and time it until `DevToolsActivePort`
-/// is complete; then kill everything of it (by the matcher) and remove its directory.
-fn bare_spawn_ms(launcher: &ChromeLauncher, dir: &Path) -> f64 {
-    std::fs::create_dir(dir).unwrap();
-    ChromeLauncher::prepare_dir(dir).unwrap();
-    let mut cmd = launcher.command(dir);
-    cmd.stderr(std::process::Stdio::null()).process_group(0);
-    let port_file = dir.join(PROFILE_DIR).join("DevToolsActivePort");
-    let t = Instant::now();
-    let mut child = cmd.spawn().unwrap();
-    let deadline = t + Duration::from_secs(30);
-    let ms = loop {
-        if let Ok(text) = std::fs::read(&port_file) {
-            if parse_devtools_active_port(&text).is_some() {
-                break t.elapsed().as_secs_f64() * 1e3;
-            }
-        }
-        assert!(Instant::now() < deadline, "bare Chromium never came up");
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    // The child is not reaped yet, so its group id is still ours.
-    let pgid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-    let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
-    let matcher = SessionMatcher::new(dir);
-    let _ = child.wait();
-    while !matcher.live().is_empty() {
-        matcher.kill_all();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::fs::remove_dir_all(dir).unwrap();
-    ms
 }
 
 // --------------------------------------------------------- teardown decisions (tracing)
