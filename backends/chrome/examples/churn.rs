@@ -406,7 +406,8 @@ async fn main() {
     let scratch_before = scratch();
     let shm_before = shm();
     let root_dir = tempfile::Builder::new()
-        .prefix("browserpool-churn-")
+        // Short: Chromium cannot start in a session directory over MAX_SESSION_DIR_LEN.
+        .prefix("bpchurn-")
         .tempdir_in(args.root_in.clone().unwrap_or_else(std::env::temp_dir))
         .unwrap();
     let root: PathBuf = root_dir.path().to_owned();

@@ -42,6 +42,16 @@ pub const TMP_DIR: &str = "tmp";
 /// Name of the private home directory inside a session directory (`HOME`, XDG dirs).
 pub const HOME_DIR: &str = "home";
 
+/// The longest session directory path, in bytes, Chromium can start in. Chromium binds
+/// its profile's singleton socket at `$TMPDIR/org.chromium.Chromium.XXXXXX/SingletonSocket`
+/// and aborts ("Socket path too long") when that exceeds the 107 bytes a Unix socket
+/// path may have; `TMPDIR` is `<dir>/tmp`, which leaves 58 bytes for `<dir>`. With
+/// the default prefix, `<root>/browserpool-<12 hex digits>-<n>` fits when `root` is at
+/// most about 25 bytes (`/tmp`, `/dev/shm`, `/var/lib/browserpool`). A longer one is
+/// refused at launch with an error that says so.
+pub const MAX_SESSION_DIR_LEN: usize =
+    107 - "/tmp/org.chromium.Chromium.XXXXXX/SingletonSocket".len();
+
 /// The arguments the launcher always passes, besides `--user-data-dir`,
 /// `--no-sandbox` (when applicable) and `--disable-dev-shm-usage` (when configured).
 ///
@@ -196,6 +206,17 @@ impl ChromeLauncher {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.config.launch_timeout;
         let dir = spec.dir.clone();
+        let len = dir.as_os_str().len();
+        if len > MAX_SESSION_DIR_LEN {
+            return Err(BackendError::new(
+                "launch",
+                BackendErrorKind::Launch,
+                format!(
+                    "session directory path is {len} bytes; Chromium cannot start in one longer than {MAX_SESSION_DIR_LEN} (its singleton socket path under TMPDIR would exceed 107 bytes): use a shorter PoolConfig::root or prefix"
+                ),
+            )
+            .at(&dir));
+        }
         Self::prepare_dir(&dir).map_err(|e| BackendError::from_io("launch", &dir, &e))?;
         let spawned = spawner::spawn(self.command(&dir), self.config.kill_on_parent_death)
             .await
@@ -614,6 +635,14 @@ mod tests {
                 Some(format!("ws://127.0.0.1:{port}/devtools/browser/{id}"))
             );
         }
+    }
+
+    #[test]
+    fn the_longest_session_directory_leaves_room_for_chromiums_socket() {
+        let dir = format!("/{}", "d".repeat(MAX_SESSION_DIR_LEN - 1));
+        let socket = format!("{dir}/tmp/org.chromium.Chromium.AbCdEf/SingletonSocket");
+        assert_eq!(socket.len(), 107);
+        assert_eq!(MAX_SESSION_DIR_LEN, 58);
     }
 
     #[test]

@@ -362,10 +362,13 @@ impl Tree {
                     continue; // the last ones just died: confirm with a full scan now
                 }
             }
-            let pause = if started.elapsed() < Duration::from_millis(300) {
-                Duration::from_millis(3)
+            // Processes normally die within tens of milliseconds of SIGKILL, but on a
+            // loaded host the kernel may take hundreds to schedule their exit: poll the
+            // watched PIDs (one stat each) often for the first seconds.
+            let pause = if !watching.is_empty() && started.elapsed() < Duration::from_secs(2) {
+                Duration::from_millis(2)
             } else {
-                Duration::from_millis(25)
+                Duration::from_millis(20)
             };
             tokio::time::sleep(pause).await;
         }

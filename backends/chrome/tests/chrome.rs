@@ -15,7 +15,8 @@ use browserpool::{
     AcquireError, EndReason, LaunchSpec, Pool, PoolConfig, ProcessLauncher, SessionError, SessionId,
 };
 use browserpool_chrome::{
-    procfs, ChromeConfig, ChromeError, ChromeLauncher, ChromeSession, SessionMatcher, DEVTOOLS_LOST,
+    procfs, ChromeConfig, ChromeError, ChromeLauncher, ChromeSession, SessionMatcher,
+    DEVTOOLS_LOST, MAX_SESSION_DIR_LEN,
 };
 use common::*;
 
@@ -487,6 +488,57 @@ async fn failed_and_cancelled_launches_leave_nothing() {
             || processes_of_dir(&dir).is_empty(),
         )
         .await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    checks.finish().await;
+}
+
+/// Chromium aborts when its singleton socket path (under `TMPDIR`, inside the session
+/// directory) exceeds 107 bytes: a directory of exactly [`MAX_SESSION_DIR_LEN`] bytes
+/// starts, one byte more is refused before anything is spawned, with an error that
+/// says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_directories_up_to_the_socket_limit_start_and_longer_ones_are_refused() {
+    let _serial = SERIAL.lock().await;
+    let mut checks = Checks::start();
+    let Some(launcher) = launcher_or_skip() else {
+        return;
+    };
+    let root = checks.root();
+    let base = root.path().as_os_str().len() + 1;
+    assert!(base + 8 < MAX_SESSION_DIR_LEN, "test root too long: {base}");
+    for (n, len) in [MAX_SESSION_DIR_LEN, MAX_SESSION_DIR_LEN + 1]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = root.path().join("d".repeat(len - base));
+        assert_eq!(dir.as_os_str().len(), len);
+        std::fs::create_dir(&dir).unwrap();
+        checks.track(&dir);
+        let spec = LaunchSpec {
+            id: SessionId(n as u64 + 1),
+            dir: dir.clone(),
+        };
+        match launcher.launch(&spec).await {
+            Ok(p) => {
+                assert_eq!(len, MAX_SESSION_DIR_LEN);
+                launcher
+                    .kill(&p, browserpool::KillStage::Force)
+                    .await
+                    .unwrap();
+                launcher.wait_gone(&p).await;
+            }
+            Err(e) => {
+                assert_eq!(len, MAX_SESSION_DIR_LEN + 1, "{e}");
+                assert!(e.to_string().contains("PoolConfig::root"), "{e}");
+                assert!(
+                    entries(&dir).is_empty(),
+                    "something was made: {:?}",
+                    entries(&dir)
+                );
+            }
+        }
+        assert_eq!(processes_of_dir(&dir), Vec::<i32>::new());
         std::fs::remove_dir_all(&dir).unwrap();
     }
     checks.finish().await;
