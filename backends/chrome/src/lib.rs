@@ -82,6 +82,15 @@
 //! - **Measurements.** [`ProcessLauncher::memory`](browserpool::ProcessLauncher::memory)
 //!   sums RSS and PSS over the session's processes from `/proc/<pid>/smaps_rollup`.
 //!
+//! ## Limits
+//!
+//! - A session directory may be at most [`MAX_SESSION_DIR_LEN`] (58) bytes long:
+//!   Chromium aborts when its singleton socket path, under the session's `TMPDIR`,
+//!   exceeds the 107 bytes of a Unix socket path. A longer one is refused at launch with
+//!   an error naming the fix (a shorter `PoolConfig::root` or prefix).
+//! - Browsers start with no page (`--no-startup-window`: they answer DevTools sooner and
+//!   run no renderer while idle); open pages with [`ChromeSession::new_page`].
+//!
 //! ## Containers
 //!
 //! When the browser's main process dies, its helpers are reparented to PID 1, which must
