@@ -215,12 +215,16 @@ pub fn fake_stray_helper(dir: &Path) -> std::process::Child {
         .process_group(0)
         .spawn()
         .unwrap();
-    assert!(
-        SessionMatcher::new(dir)
-            .proof_for(child.id() as i32)
-            .is_some(),
-        "the matcher must see the stand-in"
-    );
+    // Until it has exec'd, the child's command line is still this test's.
+    let matcher = SessionMatcher::new(dir);
+    let deadline = Instant::now() + SAFETY;
+    while matcher.proof_for(child.id() as i32).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the matcher never saw the stand-in"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     child
 }
 
