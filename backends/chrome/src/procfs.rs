@@ -107,12 +107,16 @@ pub fn has_exact_arg(pid: i32, arg: &OsStr) -> bool {
 /// The argument proving that a command line belongs to the browser of session
 /// directory `dir`, if any:
 /// - exactly `--user-data-dir=<dir>/profile` (the browser and all its helpers), or
+///   exactly `--user-data-dir=<dir>` (an older server's browser whose profile is the
+///   directory itself, as the sweep's legacy directories may be), or
 /// - `--database=<path>` with `<path>` strictly inside `<dir>` (Chromium's crash
 ///   handler, which leaves the browser's process group and session; its database lives
 ///   in the session's private XDG config directory).
 ///
 /// Session directory names are unique, so either is proof of ownership.
 pub fn session_proof(args: &[Vec<u8>], dir: &Path) -> Option<String> {
+    let mut udd_root = b"--user-data-dir=".to_vec();
+    udd_root.extend_from_slice(dir.as_os_str().as_bytes());
     let mut udd = b"--user-data-dir=".to_vec();
     udd.extend_from_slice(dir.join("profile").as_os_str().as_bytes());
     let mut inside = dir.as_os_str().as_bytes().to_vec();
@@ -120,6 +124,7 @@ pub fn session_proof(args: &[Vec<u8>], dir: &Path) -> Option<String> {
     args.iter()
         .find(|a| {
             a.as_slice() == udd.as_slice()
+                || a.as_slice() == udd_root.as_slice()
                 || a.strip_prefix(b"--database=".as_slice())
                     .is_some_and(|p| p.starts_with(&inside) && p.len() > inside.len())
         })
@@ -251,6 +256,13 @@ mod tests {
         assert!(session_proof(&args(&["crashpad", "--database=/r/bp-abc-10/x"]), dir).is_none());
         assert!(session_proof(&args(&["crashpad", "--database=/r/bp-abc-1/"]), dir).is_none());
         assert!(session_proof(&args(&["sleep", "/r/bp-abc-1/profile"]), dir).is_none());
+        // A profile that is the directory itself (a legacy server's), exactly.
+        assert!(session_proof(&args(&["chromium", "--user-data-dir=/r/bp-abc-1"]), dir).is_some());
+        assert!(session_proof(&args(&["chromium", "--user-data-dir=/r/bp-abc-1/"]), dir).is_none());
+        assert!(session_proof(&args(&["chromium", "--user-data-dir=/r/bp-abc"]), dir).is_none());
+        assert!(
+            session_proof(&args(&["chromium", "--user-data-dir=/r/bp-abc-1/x"]), dir).is_none()
+        );
     }
 
     #[test]
