@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use browserpool::{Backoff, CapacityPolicy, PoolConfig};
-use serde::{Deserialize, Serialize};
+use browserpool::{Backoff, CapacityPolicy, LegacyPattern, LegacyShape, PoolConfig};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::rng::Rng;
 
@@ -30,6 +30,40 @@ pub enum ScenarioError {
         /// What the parser said.
         message: String,
     },
+}
+
+/// A scenario's legacy pattern: `{ prefix = "chromelambda-", shape = "uuid" }`
+/// ([`LegacyPattern`]). The only shape is `"uuid"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegacySpec {
+    /// The literal prefix.
+    pub prefix: String,
+    /// What follows it.
+    pub shape: ShapeName,
+}
+
+/// The shape of a [`LegacySpec`]: `"uuid"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShapeName(pub LegacyShape);
+
+impl Serialize for ShapeName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            LegacyShape::Uuid => s.serialize_str("uuid"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ShapeName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "uuid" => Ok(ShapeName(LegacyShape::Uuid)),
+            other => Err(serde::de::Error::custom(format!(
+                "legacy shape = {other:?} is not a shape: use \"uuid\""
+            ))),
+        }
+    }
 }
 
 /// The pool configuration of one side of the comparison, in scenario units (seconds).
@@ -66,6 +100,10 @@ pub struct PoolSpec {
     /// Grace period before a disconnected client's sessions are released (owner API);
     /// negative means the server never releases owners (the old behaviour).
     pub release_grace_secs: f64,
+    /// `legacy`: leftover names of an old server the startup sweep may remove.
+    pub legacy: Vec<LegacySpec>,
+    /// `legacy_min_age` in seconds.
+    pub legacy_min_age_secs: f64,
 }
 
 impl Default for PoolSpec {
@@ -86,6 +124,8 @@ impl Default for PoolSpec {
             kill_attempts: d.kill_attempts,
             sweep_on_start: true,
             release_grace_secs: 30.0,
+            legacy: Vec::new(),
+            legacy_min_age_secs: d.legacy_min_age.as_secs_f64(),
         }
     }
 }
@@ -140,6 +180,15 @@ impl PoolSpec {
             root,
             prefix: prefix.to_owned(),
             sweep_on_start: self.sweep_on_start,
+            legacy: self
+                .legacy
+                .iter()
+                .map(|l| LegacyPattern {
+                    prefix: l.prefix.clone(),
+                    shape: l.shape.0,
+                })
+                .collect(),
+            legacy_min_age: secs(self.legacy_min_age_secs),
             ..PoolConfig::default()
         }
     }
@@ -306,12 +355,17 @@ pub struct Host {
     /// PIDs available (small, so they are reused quickly).
     pub pid_space: u32,
     /// Place neighbours the pool must never touch: another user's directory with our
-    /// prefix, a symlink with our prefix, a live second pool with browsers, unrelated
-    /// processes.
+    /// prefix, a symlink with our prefix, a live second pool with browsers, a directory
+    /// of ours whose name is neither ours nor legacy, a recent legacy-named profile that
+    /// an old server still writes, an old legacy-named directory that is not a profile,
+    /// unrelated processes (see `world::neighbours`).
     pub neighbours: bool,
-    /// Legacy leftover directories of ours (with stale `SingletonLock`s naming PIDs of
-    /// unrelated processes) present at the start.
+    /// Legacy leftover directories of ours present at the start: Chrome profiles named
+    /// `<prefix><uuid>`, with stale `SingletonLock`s naming PIDs of unrelated processes.
+    /// The managed pool cleans them only if its `legacy` patterns name them.
     pub legacy_leftovers: u32,
+    /// How long before the start the legacy leftovers last changed, hours.
+    pub legacy_age_hours: f64,
     /// RSS of a new browser tree, MiB.
     pub rss_base_mib: u64,
     /// RSS growth per day of a tree's age, MiB.
@@ -328,6 +382,7 @@ impl Default for Host {
             pid_space: 4096,
             neighbours: true,
             legacy_leftovers: 0,
+            legacy_age_hours: 72.0,
             rss_base_mib: 300,
             rss_per_day_mib: 190,
             rss_per_op_kib: 256,
