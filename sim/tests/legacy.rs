@@ -70,17 +70,8 @@ fn presets_with_legacy_leftovers_name_them() {
     }
 }
 
-fn ready<F: std::future::Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match f.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => v,
-        std::task::Poll::Pending => panic!("simulated backend call waited"),
-    }
-}
-
-#[test]
-fn the_production_sweep_on_the_simulated_host_skips_each_neighbour_for_its_reason() {
+#[tokio::test(flavor = "current_thread")]
+async fn the_production_sweep_on_the_simulated_host_skips_each_neighbour_for_its_reason() {
     use std::path::{Path, PathBuf};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
@@ -113,7 +104,9 @@ fn the_production_sweep_on_the_simulated_host_skips_each_neighbour_for_its_reaso
         legacy: vec![LegacyPattern::uuid("chromelambda-")],
         ..PoolConfig::default()
     };
-    let report = ready(startup_sweep(&config, "00000000beef", &launcher, &fs)).unwrap();
+    let report = startup_sweep(&config, "00000000beef", &launcher, &fs)
+        .await
+        .unwrap();
     let reason = |name: &str| {
         report
             .skipped
@@ -153,7 +146,9 @@ fn the_production_sweep_on_the_simulated_host_skips_each_neighbour_for_its_reaso
         "chromelambda-0a11ce00-0000-4000-8000-000000000001",
         "chromelambda-0a11ce00-0000-4000-8000-000000000002",
     ] {
-        ready(fs.remove_dir_all(Path::new("/tmp").join(n).as_path())).unwrap();
+        fs.remove_dir_all(Path::new("/tmp").join(n).as_path())
+            .await
+            .unwrap();
         assert_eq!(world.lock().unwrap().take_violations().len(), 1, "{n}");
     }
 }
