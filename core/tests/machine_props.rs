@@ -77,7 +77,7 @@ fn config() -> impl Strategy<Value = PoolConfig> {
             },
             kill_attempts: 2,
             root: PathBuf::from("/r"),
-            prefix: "bp-".into(),
+            prefix: "bpx-".into(),
             tombstones: 8,
             ..PoolConfig::default()
         })
@@ -135,7 +135,7 @@ impl World {
             match a {
                 Action::Launch { id, dir } => {
                     prop_assert!(self.issued.insert(id), "{id} launched twice");
-                    prop_assert_eq!(dir, PathBuf::from(format!("/r/bp-0000000000ab-{}", id.0)));
+                    prop_assert_eq!(dir, PathBuf::from(format!("/r/bpx-0000000000ab-{}", id.0)));
                     self.pending.push(Pending::Launch(id));
                 }
                 Action::Ending { id, reason } => {

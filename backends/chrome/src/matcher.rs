@@ -31,11 +31,17 @@ use crate::procfs::{self, ProcStat};
 /// Decides whether a process belongs to the browser of one session directory, from its
 /// `/proc/<pid>/cmdline`. A process belongs to directory `D` when:
 ///
-/// - an argument equals `--user-data-dir=D/profile`, or
+/// - an argument equals `--user-data-dir=D/profile`, or `--user-data-dir=D` (an older
+///   server's layout whose profile is the directory itself, as the startup sweep's
+///   legacy directories may be), or
 /// - an argument is `--database=<path>` with `<path>` strictly inside `D` (Chromium's
 ///   crash handler), or
 /// - its command line is a rewritten title (a single element containing spaces) in which
-///   `--user-data-dir=D/profile` appears as a whole space-delimited token.
+///   either of those flags appears as a whole space-delimited token.
+///
+/// Either flag names a profile that *is* `D` or lies inside it, so a matcher built for
+/// `X/profile` also claims the processes of session `X`: build matchers only for session
+/// directories (the entries directly under a pool's root), never for their insides.
 ///
 /// `D` is matched as given and, if it differs, as its canonical path (a root reached
 /// through a symlink), both computed once at construction.
@@ -49,6 +55,8 @@ pub struct SessionMatcher {
 struct Spelling {
     /// `--user-data-dir=<dir>/profile`
     flag: Vec<u8>,
+    /// `--user-data-dir=<dir>` (a legacy profile: the directory itself)
+    root_flag: Vec<u8>,
     /// `<dir>/`
     inside: Vec<u8>,
 }
@@ -58,17 +66,23 @@ impl Spelling {
         use std::os::unix::ffi::OsStrExt;
         let mut flag = b"--user-data-dir=".to_vec();
         flag.extend_from_slice(dir.join(PROFILE_DIR).as_os_str().as_bytes());
+        let mut root_flag = b"--user-data-dir=".to_vec();
+        root_flag.extend_from_slice(dir.as_os_str().as_bytes());
         let mut inside = dir.as_os_str().as_bytes().to_vec();
         if inside.last() != Some(&b'/') {
             inside.push(b'/');
         }
-        Spelling { flag, inside }
+        Spelling {
+            flag,
+            root_flag,
+            inside,
+        }
     }
 
     fn proof(&self, args: &[&[u8]]) -> Option<String> {
         let lossy = |a: &[u8]| String::from_utf8_lossy(a).into_owned();
         for a in args {
-            if *a == self.flag.as_slice() {
+            if *a == self.flag.as_slice() || *a == self.root_flag.as_slice() {
                 return Some(lossy(a));
             }
             if let Some(p) = a.strip_prefix(b"--database=".as_slice()) {
@@ -78,8 +92,12 @@ impl Spelling {
             }
         }
         if let [title] = args {
-            if title.contains(&b' ') && has_token(title, &self.flag) {
-                return Some(format!("{} (in a rewritten title)", lossy(&self.flag)));
+            if title.contains(&b' ') {
+                for flag in [&self.flag, &self.root_flag] {
+                    if has_token(title, flag) {
+                        return Some(format!("{} (in a rewritten title)", lossy(flag)));
+                    }
+                }
             }
         }
         None
@@ -242,7 +260,8 @@ mod tests {
             "/tmp/browserpool-0123456789ab-10",
             "/tmp/browserpool-0123456789ab-",
             "/tmp/browserpool-0123456789ab",
-            "/tmp/browserpool-0123456789ab-1/profile",
+"/tmp/browserpool-0123456789ab-1/profil",
+            "/tmp/browserpool-0123456789ab-1/profile/Default",
             "/tmp/browserpool-0123456789ab-11",
             "/var/tmp/browserpool-0123456789ab-1",
         ] {
@@ -285,6 +304,25 @@ mod tests {
             "--user-data-dir=/r/bp-1/profile/"
         ])));
         assert!(!m.matches(&nul_joined(&["sleep", "/r/bp-1/profile"])));
+    }
+
+    #[test]
+    fn a_legacy_profile_that_is_the_directory_itself_matches_exactly() {
+        let m = SessionMatcher::new(Path::new("/r/chromelambda-1"));
+        let title = |t: &str| nul_joined(&[t]);
+        assert!(m.matches(&nul_joined(&["chrome", "--user-data-dir=/r/chromelambda-1"])));
+        assert!(m.matches(&title(
+            "chrome --type=renderer --user-data-dir=/r/chromelambda-1 --x"
+        )));
+        for other in [
+            "--user-data-dir=/r/chromelambda-1/",
+            "--user-data-dir=/r/chromelambda-10",
+            "--user-data-dir=/r/chromelambda-",
+            "--user-data-dir=/r/chromelambda-1/x",
+        ] {
+            assert!(!m.matches(&nul_joined(&["chrome", other])), "{other}");
+            assert!(!m.matches(&title(&format!("chrome {other} --x"))), "{other}");
+        }
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //!
 //! Proof of ownership is what the session's [`SessionMatcher`] finds in
 //! `/proc/<pid>/cmdline` of a live process. Candidates come from two places:
-//! - `<dir>/profile/SingletonLock`, a symlink Chromium makes whose *target text* is
-//!   `<hostname>-<pid>` (read with `readlink`, never followed as a path); its PID counts
-//!   only if the hostname is this host's and the matcher's proof holds;
+//! - `<dir>/profile/SingletonLock` (else `<dir>/SingletonLock`, an older server's
+//!   layout whose profile is the directory itself), a symlink Chromium makes whose
+//!   *target text* is `<hostname>-<pid>` (read with `readlink`, never followed as a
+//!   path); its PID counts only if the hostname is this host's and the matcher's proof
+//!   holds;
 //! - a scan of `/proc` with the matcher (this also finds a browser whose lock was
 //!   removed, helpers left behind by a dead main process, and crash handlers, which
 //!   leave the browser's process group).
@@ -46,10 +48,12 @@ pub(crate) fn parse_singleton_lock(target: &str) -> Option<(&str, i32)> {
     (pid > 0).then_some((host, pid))
 }
 
-/// Which live process `SingletonLock` names, if it is on `host`.
+/// Which live process `SingletonLock` names, if it is on `host`: in `<dir>/profile`
+/// (our layout) or else in `<dir>` itself (an older server's profile).
 fn singleton_pid(dir: &Path, host: &str) -> Option<(i32, String)> {
-    let lock = dir.join(PROFILE_DIR).join("SingletonLock");
-    let target = std::fs::read_link(&lock).ok()?;
+    let target = [dir.join(PROFILE_DIR), dir.to_owned()]
+        .iter()
+        .find_map(|d| std::fs::read_link(d.join("SingletonLock")).ok())?;
     let target = target.to_str()?.to_owned();
     let (h, pid) = parse_singleton_lock(&target)?;
     (h == host).then_some((pid, target))

@@ -13,7 +13,7 @@ fn cfg() -> PoolConfig {
         reap_interval: Duration::from_secs(1),
         tick: Duration::from_secs(1),
         root: PathBuf::from("/r"),
-        prefix: "bp-".into(),
+        prefix: "bpx-".into(),
         tombstones: 4,
         ..PoolConfig::default()
     }
@@ -104,7 +104,7 @@ fn acquire_launches_in_a_fresh_named_dir_and_replies_after_launched() {
         a,
         vec![Action::Launch {
             id: SessionId(1),
-            dir: PathBuf::from("/r/bp-00000000000a-1")
+            dir: PathBuf::from("/r/bpx-00000000000a-1")
         }]
     );
     assert_eq!(h.m.occupied(), 1);
