@@ -260,7 +260,7 @@ mod tests {
             "/tmp/browserpool-0123456789ab-10",
             "/tmp/browserpool-0123456789ab-",
             "/tmp/browserpool-0123456789ab",
-"/tmp/browserpool-0123456789ab-1/profil",
+            "/tmp/browserpool-0123456789ab-1/profil",
             "/tmp/browserpool-0123456789ab-1/profile/Default",
             "/tmp/browserpool-0123456789ab-11",
             "/var/tmp/browserpool-0123456789ab-1",
@@ -310,7 +310,10 @@ mod tests {
     fn a_legacy_profile_that_is_the_directory_itself_matches_exactly() {
         let m = SessionMatcher::new(Path::new("/r/chromelambda-1"));
         let title = |t: &str| nul_joined(&[t]);
-        assert!(m.matches(&nul_joined(&["chrome", "--user-data-dir=/r/chromelambda-1"])));
+        assert!(m.matches(&nul_joined(&[
+            "chrome",
+            "--user-data-dir=/r/chromelambda-1"
+        ])));
         assert!(m.matches(&title(
             "chrome --type=renderer --user-data-dir=/r/chromelambda-1 --x"
         )));
@@ -321,7 +324,10 @@ mod tests {
             "--user-data-dir=/r/chromelambda-1/x",
         ] {
             assert!(!m.matches(&nul_joined(&["chrome", other])), "{other}");
-            assert!(!m.matches(&title(&format!("chrome {other} --x"))), "{other}");
+            assert!(
+                !m.matches(&title(&format!("chrome {other} --x"))),
+                "{other}"
+            );
         }
     }
 
