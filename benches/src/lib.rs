@@ -49,6 +49,7 @@ pub mod moka_cache;
 pub mod naive;
 pub mod null_backend;
 pub mod ours;
+pub mod targets;
 pub mod touch;
 
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Session directory paths, derived from the id when an action needs one.
 
 use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use crate::session::SessionId;
@@ -12,13 +13,14 @@ use crate::session::SessionId;
 #[derive(Debug)]
 pub(super) struct SessionDirs {
     /// `<root>/<prefix><instance>-`.
-    base: OsString,
+    base: Vec<u8>,
 }
 
 impl SessionDirs {
     pub(super) fn new(root: &Path, prefix: &str, instance: &str) -> Self {
+        let base = root.join(format!("{prefix}{instance}-")).into_os_string();
         SessionDirs {
-            base: root.join(format!("{prefix}{instance}-")).into_os_string(),
+            base: base.as_bytes().to_vec(),
         }
     }
 
@@ -35,12 +37,10 @@ impl SessionDirs {
                 break;
             }
         }
-        // ASCII digits are always UTF-8.
-        let tail = std::str::from_utf8(&digits[at..]).unwrap_or_default();
-        let mut path = OsString::with_capacity(self.base.len() + tail.len());
-        path.push(&self.base);
-        path.push(tail);
-        PathBuf::from(path)
+        let mut path = Vec::with_capacity(self.base.len() + digits.len() - at);
+        path.extend_from_slice(&self.base);
+        path.extend_from_slice(&digits[at..]);
+        PathBuf::from(OsString::from_vec(path))
     }
 }
 

@@ -91,19 +91,30 @@ impl ActivityIndex {
         }
     }
 
-    /// Remove and return the first entry; the caller marks the session as not indexed.
-    pub(crate) fn pop_first(&mut self, table: &SessionTable) -> Option<Key> {
-        let from_run = match (self.run.front(), self.side.first()) {
-            (Some(r), Some(s)) => r < s,
-            (r, _) => r.is_some(),
+    /// Remove and return the first entry if `due(its key)`; the caller marks the session
+    /// as not indexed.
+    #[inline]
+    pub(crate) fn pop_first_if(
+        &mut self,
+        table: &SessionTable,
+        due: impl FnOnce(Timestamp) -> bool,
+    ) -> Option<Key> {
+        let (from_run, e) = match (self.run.front(), self.side.first()) {
+            (Some(&r), Some(&s)) => (r < s, r.min(s)),
+            (Some(&r), None) => (true, r),
+            (None, Some(&s)) => (false, s),
+            (None, None) => return None,
         };
-        if from_run {
-            let e = self.run.pop_front();
-            self.clean_front(table);
-            e
-        } else {
-            self.side.pop_first()
+        if !due(e.0) {
+            return None;
         }
+        if from_run {
+            self.run.pop_front();
+            self.clean_front(table);
+        } else {
+            self.side.pop_first();
+        }
+        Some(e)
     }
 
     fn clean_front(&mut self, table: &SessionTable) {
@@ -179,35 +190,68 @@ pub(crate) enum Timer {
     RemoveRetry(SessionId),
 }
 
-/// Timers ordered by deadline; removed explicitly when what they guard goes away.
+/// Timers ordered by `(deadline, timer)`; removed explicitly when what they guard goes
+/// away.
+///
+/// Queued requests' timers arrive in deadline order (each is `now` plus the same wait
+/// bound) and mostly leave from the front (the request is served or times out), so they
+/// go to a deque when they do not undercut its last entry; everything else goes to the
+/// ordered set, and the order is the merge of both. Only waiter timers use the deque: the
+/// queue is bounded (`max_waiters`), so removing one from its middle stays cheap.
 #[derive(Debug, Default)]
 pub(crate) struct TimerIndex {
     set: BTreeSet<(Timestamp, Timer)>,
+    waiters: VecDeque<(Timestamp, Timer)>,
 }
 
 impl TimerIndex {
     pub(crate) fn insert(&mut self, at: Timestamp, timer: Timer) {
-        self.set.insert((at, timer));
+        let e = (at, timer);
+        if matches!(timer, Timer::Waiter(_)) && self.waiters.back().is_none_or(|b| *b < e) {
+            self.waiters.push_back(e);
+        } else {
+            self.set.insert(e);
+        }
     }
 
     pub(crate) fn remove(&mut self, at: Timestamp, timer: Timer) {
-        self.set.remove(&(at, timer));
+        let e = (at, timer);
+        if matches!(timer, Timer::Waiter(_)) {
+            if self.waiters.front() == Some(&e) {
+                self.waiters.pop_front();
+                return;
+            }
+            if let Ok(pos) = self.waiters.binary_search(&e) {
+                self.waiters.remove(pos);
+                return;
+            }
+        }
+        self.set.remove(&e);
+    }
+
+    fn first(&self) -> Option<(Timestamp, Timer)> {
+        match (self.set.first(), self.waiters.front()) {
+            (Some(&a), Some(&b)) => Some(a.min(b)),
+            (a, b) => a.or(b).copied(),
+        }
     }
 
     pub(crate) fn first_deadline(&self) -> Option<Timestamp> {
-        self.set.first().map(|&(t, _)| t)
+        self.first().map(|(t, _)| t)
     }
 
     /// Pop the earliest timer due at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Timestamp) -> Option<(Timestamp, Timer)> {
-        match self.set.first() {
-            Some(&(t, _)) if t <= now => self.set.pop_first(),
-            _ => None,
+        let first = self.first().filter(|&(t, _)| t <= now)?;
+        if self.waiters.front() == Some(&first) {
+            self.waiters.pop_front()
+        } else {
+            self.set.pop_first()
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.set.len()
+        self.set.len() + self.waiters.len()
     }
 }
 
@@ -273,7 +317,7 @@ mod tests {
         }
 
         fn pop(&mut self) {
-            let got = self.index.pop_first(&self.table);
+            let got = self.index.pop_first_if(&self.table, |_| true);
             if let Some((_, id)) = got {
                 self.table.hot_mut(id).unwrap().placed = Placed::No;
             }
@@ -334,6 +378,45 @@ mod tests {
                     }
                 }
                 m.check();
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn timers_pop_in_the_order_of_a_sorted_set(
+            ops in proptest::collection::vec((0u8..4, 0u64..30, 0u64..6, any::<bool>()), 1..300)
+        ) {
+            let mut t = TimerIndex::default();
+            let mut model: BTreeSet<(Timestamp, Timer)> = BTreeSet::new();
+            let mut clock = 0;
+            for (kind, d, who, remove) in ops {
+                clock += 1;
+                let timer = match kind {
+                    0 => Timer::Retire(SessionId(who)),
+                    1 => Timer::Release(SessionId(who)),
+                    2 => Timer::Waiter(Ticket(who)),
+                    _ => Timer::RemoveRetry(SessionId(who)),
+                };
+                // Mostly increasing deadlines, sometimes earlier ones.
+                let at = Timestamp(if d < 25 { clock + d } else { clock.saturating_sub(d) });
+                if remove {
+                    if let Some(&(at, timer)) = model.iter().find(|(_, x)| *x == timer) {
+                        t.remove(at, timer);
+                        model.remove(&(at, timer));
+                    }
+                } else if model.insert((at, timer)) {
+                    t.insert(at, timer);
+                }
+                prop_assert_eq!(t.len(), model.len());
+                prop_assert_eq!(t.first_deadline(), model.first().map(|&(t, _)| t));
+                if clock % 7 == 0 {
+                    let now = Timestamp(clock);
+                    while let Some(due) = t.pop_due(now) {
+                        prop_assert_eq!(Some(due), model.pop_first());
+                    }
+                    prop_assert!(model.first().is_none_or(|&(t, _)| t > now));
+                }
             }
         }
     }

@@ -781,17 +781,23 @@ impl Lifecycle {
             stalled: false,
         });
         e.hot.activity.mark_ended();
+        let placed = std::mem::replace(&mut e.hot.placed, Placed::No);
+        let key = e.hot.key;
         let retire_at = e.cold.retire_at.take();
         let release = e.cold.release.take();
         let owner = e.cold.owner.take();
-        self.unindex(id);
+        if placed != Placed::No {
+            self.by_activity.remove(key, id, placed, &self.table);
+        }
         if let Some(at) = retire_at {
             self.timers.remove(at, Timer::Retire(id));
         }
         if let Some((at, _)) = release {
             self.timers.remove(at, Timer::Release(id));
         }
-        self.forget_owner(id, owner);
+        if owner.is_some() {
+            self.forget_owner(id, owner);
+        }
         self.stopping += 1;
         match &reason {
             EndReason::Destroyed => self.totals.destroyed += 1,
@@ -1085,14 +1091,11 @@ impl Lifecycle {
         if self.idle_ms.is_none() {
             return;
         }
-        let (idle_ms, grid) = (self.idle_ms, self.grid_ms);
-        while let Some((key, _)) = self.by_activity.first() {
-            if self.idle_deadline(key) > now {
-                break;
-            }
-            let Some((key, id)) = self.by_activity.pop_first(&self.table) else {
-                break;
-            };
+        let expired = IdleCutoff::new(self.idle_ms, self.grid_ms, now);
+        while let Some((key, id)) = self
+            .by_activity
+            .pop_first_if(&self.table, |key| expired.at(key))
+        {
             let Some(h) = self.table.hot_mut(id) else {
                 continue;
             };
@@ -1103,7 +1106,7 @@ impl Lifecycle {
             // stamp is at least `now`, so the LRU order stays sound.
             let rekey = if a.is_busy() {
                 Some(now.max(real))
-            } else if real > key && idle_deadline(idle_ms, grid, real) > now {
+            } else if real > key && !expired.at(real) {
                 Some(real)
             } else {
                 None
@@ -1225,6 +1228,38 @@ impl Lifecycle {
         }
         let _ = self.timers.len();
         Ok(())
+    }
+}
+
+/// Which activity keys are past their idle deadline at `now`, without a division per key:
+/// `idle_deadline(key) <= now` exactly when `key + idle <= floor(now / grid) * grid`
+/// (the deadline is the first grid point at or after `key + idle`).
+struct IdleCutoff {
+    idle_ms: Option<u64>,
+    grid_ms: u64,
+    now: Timestamp,
+    /// The latest key that is past its deadline, if any.
+    upto: Option<u64>,
+}
+
+impl IdleCutoff {
+    fn new(idle_ms: Option<u64>, grid_ms: u64, now: Timestamp) -> Self {
+        let upto = idle_ms.and_then(|idle| (now.0 / grid_ms * grid_ms).checked_sub(idle));
+        IdleCutoff {
+            idle_ms,
+            grid_ms,
+            now,
+            upto,
+        }
+    }
+
+    /// Whether a session last active at `key` is past its idle deadline.
+    #[inline]
+    fn at(&self, key: Timestamp) -> bool {
+        // The second test only differs where `idle_deadline` saturates (`now` at the end
+        // of time); it runs once per tick, for the first key that is not past.
+        self.upto.is_some_and(|u| key.0 <= u)
+            || idle_deadline(self.idle_ms, self.grid_ms, key) <= self.now
     }
 }
 

@@ -1,7 +1,6 @@
 //! Why recently ended sessions ended, for callers that come back with their id late.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
@@ -21,9 +20,11 @@ use crate::session::{EndReason, SessionId};
 #[derive(Debug)]
 pub(super) struct Tombstones {
     cap: usize,
-    ring: VecDeque<(SessionId, EndReason)>,
-    /// Sequence number of `ring[0]`.
-    first_seq: u64,
+    /// A ring: grows to `cap`, then each new entry overwrites the oldest, at `head`.
+    ring: Vec<(SessionId, EndReason)>,
+    head: usize,
+    /// Sequence number of the next entry; the ring holds `next_seq - ring.len()..next_seq`.
+    next_seq: u64,
     index: RefCell<Index>,
 }
 
@@ -39,8 +40,9 @@ impl Tombstones {
     pub(super) fn new(cap: usize) -> Self {
         Tombstones {
             cap: cap.max(1),
-            ring: VecDeque::new(),
-            first_seq: 0,
+            ring: Vec::new(),
+            head: 0,
+            next_seq: 0,
             index: RefCell::default(),
         }
     }
@@ -48,37 +50,52 @@ impl Tombstones {
     /// Remember why `id` ended. A session ends once; if `id` was remembered before, the
     /// newer reason is the one returned from now on.
     pub(super) fn remember(&mut self, id: SessionId, reason: EndReason) {
-        self.ring.push_back((id, reason));
-        if self.ring.len() > self.cap {
-            if let Some((old, _)) = self.ring.pop_front() {
-                let index = self.index.get_mut();
-                if self.first_seq < index.upto && index.seq.get(&old) == Some(&self.first_seq) {
-                    index.seq.remove(&old);
-                }
-            }
-            self.first_seq += 1;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.ring.len() < self.cap {
+            self.ring.push((id, reason));
+            return;
         }
+        let (old, _) = std::mem::replace(&mut self.ring[self.head], (id, reason));
+        self.head += 1;
+        if self.head == self.cap {
+            self.head = 0;
+        }
+        let old_seq = seq - self.cap as u64;
+        let index = self.index.get_mut();
+        if old_seq < index.upto && index.seq.get(&old) == Some(&old_seq) {
+            index.seq.remove(&old);
+        }
+    }
+
+    /// The ring position of sequence number `seq`, if it is still held.
+    fn position(&self, seq: u64) -> Option<usize> {
+        let first = self.next_seq - self.ring.len() as u64;
+        let age = seq.checked_sub(first)?;
+        if age >= self.ring.len() as u64 {
+            return None;
+        }
+        // `head` is the oldest entry once the ring is full, and 0 before.
+        Some((self.head + age as usize) % self.ring.len())
     }
 
     /// Why `id` ended, if it is still remembered.
     pub(super) fn get(&self, id: SessionId) -> Option<&EndReason> {
-        let end = self.first_seq + self.ring.len() as u64;
+        let first = self.next_seq - self.ring.len() as u64;
         let seq = {
             let mut index = self.index.borrow_mut();
             let index = &mut *index;
             // Entries forgotten before they were ever indexed leave `upto` behind.
-            index.upto = index.upto.max(self.first_seq);
-            while index.upto < end {
-                let pos = (index.upto - self.first_seq) as usize;
-                if let Some((rid, _)) = self.ring.get(pos) {
+            index.upto = index.upto.max(first);
+            while index.upto < self.next_seq {
+                if let Some((rid, _)) = self.position(index.upto).map(|p| &self.ring[p]) {
                     index.seq.insert(*rid, index.upto);
                 }
                 index.upto += 1;
             }
             index.seq.get(&id).copied()
         }?;
-        let pos = seq.checked_sub(self.first_seq)?;
-        self.ring.get(pos as usize).map(|(_, r)| r)
+        self.position(seq).map(|p| &self.ring[p].1)
     }
 
     /// Entries remembered (for tests).
