@@ -8,13 +8,14 @@
 //! valgrind --tool=callgrind target/release/examples/fixture_loop evict 100 100000
 //! ```
 //!
-//! Arguments: the fixture (`evict`, `reap`, `touch`), `n`, the operations to run, and for
-//! `reap` the expired sessions per tick `k`. Prints nanoseconds per operation (meaningless
-//! under valgrind).
+//! Arguments: the fixture (`evict`, `reap`, `touch`, or the naive design's
+//! `naive-evict`, `naive-reap`), `n`, the operations to run, and for the reaps the expired
+//! sessions per tick `k`. Prints nanoseconds per operation (meaningless under valgrind).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::Instant;
 
+use browserpool_benches::naive::{self, NaiveEvict, NaiveReap};
 use browserpool_benches::ours::{time_evictions, OursEvict, OursPool, OursReap};
 use browserpool_benches::{run_touches, time_reaps, Pattern};
 
@@ -38,6 +39,15 @@ fn main() {
             let k = arg(3, 100) as usize;
             let mut f = OursReap::new(n, k).unwrap();
             eprintln!("built in {:?}", start.elapsed());
+            time_reaps(&mut f, k, iters)
+        }
+        "naive-evict" => {
+            let mut f = NaiveEvict::new(n);
+            naive::time_evictions(&mut f, iters)
+        }
+        "naive-reap" => {
+            let k = arg(3, 100) as usize;
+            let mut f = NaiveReap::new(n, k);
             time_reaps(&mut f, k, iters)
         }
         "touch" => {

@@ -7,7 +7,20 @@ use std::time::Duration;
 
 use crate::time::Timestamp;
 
-/// Identifies a session within one pool. Issued in increasing order, never reused.
+/// Identifies a session within one pool.
+///
+/// **Guarantee:** a pool issues ids 1, 2, 3, ... in the order it admits requests, one per
+/// session, and never reuses one, so an id names one session forever: a caller holding
+/// the id of an ended session gets that session's end reason (or
+/// [`SessionError::Unknown`](crate::SessionError::Unknown) once forgotten), never another
+/// session. The number is what [`Display`](fmt::Display) shows (`s17`) and what the
+/// session directory is named after (`<prefix><instance>-17`, see [`crate::sweep`]).
+///
+/// The id is also how the lifecycle machine finds a session in O(1): its table is
+/// direct-mapped, so the id's low bits are the slot and the rest acts as the slot's
+/// generation (a stale id no longer matches what its slot holds). That is why the id
+/// stays a plain counter rather than a packed slot and generation: names on disk, traces
+/// and parsed ids keep working unchanged, and the lookup still needs no hashing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SessionId(pub u64);
 

@@ -117,7 +117,12 @@ impl ActivityIndex {
         Some(e)
     }
 
+    #[inline]
     fn clean_front(&mut self, table: &SessionTable) {
+        // With no stale entry anywhere in the run, its front is current.
+        if self.stale == 0 {
+            return;
+        }
         while let Some(f) = self.run.front() {
             if current(table, f) {
                 break;

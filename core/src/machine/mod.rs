@@ -388,6 +388,7 @@ impl Lifecycle {
     // ----------------------------------------------------------------- outputs
 
     /// The next action to carry out, if any.
+    #[inline]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
@@ -753,6 +754,7 @@ impl Lifecycle {
         }
     }
 
+    #[inline]
     fn remember(&mut self, id: SessionId, reason: EndReason) {
         self.tombstones.remember(id, reason);
     }

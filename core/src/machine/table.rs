@@ -161,6 +161,7 @@ pub(super) struct Entry<'a> {
 
 impl Entry<'_> {
     /// Move to `state`, keeping the hot tag in step.
+    #[inline(always)]
     pub(super) fn set_state(&mut self, state: State) {
         self.hot.tag = state.tag();
         self.cold.state = state;
@@ -431,12 +432,10 @@ mod tests {
         let mut t = SessionTable::default();
         let cap = t.capacity() as u64;
         add(&mut t, 1); // long-lived
-        let mut next = 2;
-        // Churn: each session ends before the next starts, so the table never grows.
-        for _ in 0..3 * cap {
+                        // Churn: each session ends before the next starts, so the table never grows.
+        for next in 2..2 + 3 * cap {
             add(&mut t, next);
             assert!(t.remove(SessionId(next)).is_some());
-            next += 1;
         }
         assert_eq!(t.capacity() as u64, cap);
         assert_eq!(t.overflowed(), 1, "session 1 was lapped");

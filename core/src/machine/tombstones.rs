@@ -49,6 +49,7 @@ impl Tombstones {
 
     /// Remember why `id` ended. A session ends once; if `id` was remembered before, the
     /// newer reason is the one returned from now on.
+    #[inline]
     pub(super) fn remember(&mut self, id: SessionId, reason: EndReason) {
         let seq = self.next_seq;
         self.next_seq += 1;
