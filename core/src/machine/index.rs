@@ -263,13 +263,11 @@ impl TimerIndex {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use std::sync::Arc;
-
     use proptest::prelude::*;
 
     use super::*;
     use crate::machine::table::{Cold, State};
-    use crate::session::Activity;
+    use crate::session::ActivityRef;
 
     /// The index beside the plain ordered set it replaces, with the table that records
     /// where each entry went.
@@ -284,11 +282,7 @@ mod tests {
             let mut table = SessionTable::default();
             for id in 1..=ids {
                 let cold = Cold::new(State::Live, None, Timestamp::ZERO);
-                table.insert(
-                    SessionId(id),
-                    Arc::new(Activity::new(Timestamp::ZERO)),
-                    cold,
-                );
+                table.insert(SessionId(id), ActivityRef::new(Timestamp::ZERO), cold);
             }
             Model {
                 index: ActivityIndex::default(),

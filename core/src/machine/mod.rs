@@ -41,7 +41,9 @@ use std::time::Duration;
 use crate::backend::KillStage;
 use crate::config::{CapacityPolicy, PoolConfig};
 use crate::error::{AcquireError, BackendError, BackendErrorKind, ConfigError, SessionError};
-use crate::session::{Activity, EndReason, OwnerKey, RetireCause, SessionId};
+use crate::session::{
+    ActivityRef, CellChunk, EndReason, OwnerKey, RetireCause, SessionId, CELLS_PER_CHUNK,
+};
 use crate::stats::Totals;
 use crate::time::{duration_ms, Timestamp};
 
@@ -240,21 +242,13 @@ pub struct Lifecycle {
     next_id: u64,
     next_ticket: u64,
     tombstones: Tombstones,
-    /// Activity cells no handle refers to any more, reused by the next launches (see
-    /// `fresh_cell`).
-    spare_cells: Vec<Arc<Activity>>,
+    /// The chunk new sessions' activity cells come from, and the next free cell in it.
+    cells: Option<Arc<CellChunk>>,
+    next_cell: usize,
     actions: VecDeque<Action>,
     shutting_down: bool,
     totals: Totals,
 }
-
-/// Activity cells allocated at once when none is spare, back to back, so that sessions
-/// launched together have neighbouring cells (a round of touches or a reap tick over them
-/// then reads consecutive memory).
-const CELL_BATCH: usize = 32;
-
-/// At most this many spare activity cells are kept.
-const SPARE_CELLS_MAX: usize = 1024;
 
 impl Lifecycle {
     /// A machine for `config` whose session directories are named
@@ -280,7 +274,8 @@ impl Lifecycle {
             launching: 0,
             next_id: 1,
             next_ticket: 1,
-            spare_cells: Vec::new(),
+            cells: None,
+            next_cell: 0,
             actions: VecDeque::new(),
             shutting_down: false,
             totals: Totals::default(),
@@ -296,7 +291,7 @@ impl Lifecycle {
 
     /// The activity cell of a session that is launching or live; for an ended session,
     /// why it ended.
-    pub fn activity(&self, id: SessionId) -> Result<&Arc<Activity>, SessionError> {
+    pub fn activity(&self, id: SessionId) -> Result<&ActivityRef, SessionError> {
         match self.table.hot(id) {
             Some(h) if matches!(h.tag, Tag::Launching | Tag::Live) => Ok(&h.activity),
             _ => Err(self.ended_error(id)),
@@ -630,34 +625,23 @@ impl Lifecycle {
         });
     }
 
-    /// An activity cell stamped at `now` for a new session: a spare one if any (no
-    /// handle refers to it any more), else one of a fresh batch.
-    fn fresh_cell(&mut self, now: Timestamp) -> Arc<Activity> {
-        if self.spare_cells.is_empty() {
-            self.spare_cells
-                .extend((0..CELL_BATCH).map(|_| Arc::new(Activity::new(now))));
-            // Hand them out in allocation order.
-            self.spare_cells.reverse();
-        }
-        match self.spare_cells.pop() {
-            Some(mut cell) => match Arc::get_mut(&mut cell) {
-                Some(a) => {
-                    *a = Activity::new(now);
-                    cell
-                }
-                // Spare cells are unshared; be safe anyway.
-                None => Arc::new(Activity::new(now)),
-            },
-            None => Arc::new(Activity::new(now)),
-        }
-    }
-
-    /// Keep the cell of a session that is no longer tracked for reuse, if nothing else
-    /// refers to it (a lease or a clone handed out keeps it, and its ended flag, alive).
-    fn recycle_cell(&mut self, mut cell: Arc<Activity>) {
-        if self.spare_cells.len() < SPARE_CELLS_MAX && Arc::get_mut(&mut cell).is_some() {
-            self.spare_cells.push(cell);
-        }
+    /// An activity cell stamped at `now` for a new session: the next one of the current
+    /// chunk, or the first of a new chunk (see [`ActivityRef`]).
+    fn fresh_cell(&mut self, now: Timestamp) -> ActivityRef {
+        let chunk = match &self.cells {
+            Some(c) if self.next_cell < CELLS_PER_CHUNK => c.clone(),
+            _ => {
+                let max_uses = self.config.max_uses.unwrap_or(u64::MAX);
+                let c = Arc::new(CellChunk::new(max_uses));
+                self.cells = Some(c.clone());
+                self.next_cell = 0;
+                c
+            }
+        };
+        let cell = ActivityRef::in_chunk(chunk, self.next_cell);
+        self.next_cell += 1;
+        cell.touch(now);
+        cell
     }
 
     /// Put live session `id` into the activity index at `key`.
@@ -911,10 +895,9 @@ impl Lifecycle {
         {
             return;
         }
-        let Some((hot, cold)) = self.table.remove(id) else {
+        let Some((_, cold)) = self.table.remove(id) else {
             return;
         };
-        self.recycle_cell(hot.activity);
         let State::Removing {
             reason, finished, ..
         } = cold.state

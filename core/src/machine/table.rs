@@ -19,12 +19,10 @@
 //! key) is what reaping, eviction and `Lifecycle::activity` read; [`Cold`] (owner, timers,
 //! the end reason) is read when a session changes phase.
 
-use std::sync::Arc;
-
 use rustc_hash::FxHashMap;
 
 use crate::backend::KillStage;
-use crate::session::{Activity, EndReason, OwnerKey, SessionId};
+use crate::session::{ActivityRef, EndReason, OwnerKey, SessionId};
 use crate::time::Timestamp;
 
 use super::Ticket;
@@ -90,7 +88,7 @@ pub(super) struct Hot {
     /// The session in this slot (meaningless while vacant).
     pub(super) id: SessionId,
     /// The activity cell clients stamp (a shared placeholder while vacant).
-    pub(super) activity: Arc<Activity>,
+    pub(super) activity: ActivityRef,
     /// Its key in the activity index, valid while `placed != Placed::No`.
     pub(super) key: Timestamp,
     pub(super) tag: Tag,
@@ -98,7 +96,7 @@ pub(super) struct Hot {
 }
 
 impl Hot {
-    fn vacant(placeholder: &Arc<Activity>) -> Hot {
+    fn vacant(placeholder: &ActivityRef) -> Hot {
         Hot {
             id: SessionId(0),
             activity: placeholder.clone(),
@@ -175,7 +173,7 @@ const MIN_CAPACITY: usize = 16;
 #[derive(Debug)]
 pub(super) struct SessionTable {
     /// The activity cell of vacant slots (never handed out).
-    placeholder: Arc<Activity>,
+    placeholder: ActivityRef,
     hot: Vec<Hot>,
     cold: Vec<Cold>,
     mask: u64,
@@ -192,7 +190,7 @@ impl Default for SessionTable {
 impl SessionTable {
     fn with_capacity(cap: usize) -> Self {
         let cap = cap.max(MIN_CAPACITY).next_power_of_two();
-        let placeholder = Arc::new(Activity::new(Timestamp::ZERO));
+        let placeholder = ActivityRef::new(Timestamp::ZERO);
         SessionTable {
             hot: (0..cap).map(|_| Hot::vacant(&placeholder)).collect(),
             placeholder,
@@ -293,7 +291,7 @@ impl SessionTable {
     /// Track a new session. `id` must be later than every id inserted before (ids are
     /// issued in increasing order), so a session still in its slot is older: it moves to
     /// the overflow map.
-    pub(super) fn insert(&mut self, id: SessionId, activity: Arc<Activity>, cold: Cold) {
+    pub(super) fn insert(&mut self, id: SessionId, activity: ActivityRef, cold: Cold) {
         if (self.len + 1) * 8 > self.hot.len() * 7 {
             self.grow();
         }
@@ -395,8 +393,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    fn cell() -> Arc<Activity> {
-        Arc::new(Activity::new(Timestamp::ZERO))
+    fn cell() -> ActivityRef {
+        ActivityRef::new(Timestamp::ZERO)
     }
 
     fn add(t: &mut SessionTable, id: u64) {

@@ -822,3 +822,23 @@ fn the_idle_cutoff_agrees_with_the_idle_deadline() {
     }
     assert!(past > 10_000, "the cases cover expired keys too: {past}");
 }
+
+#[test]
+fn sessions_launched_together_have_neighbouring_activity_cells() {
+    let mut h = H::new(PoolConfig {
+        max_browsers: 4,
+        ..cfg()
+    });
+    let ids: Vec<SessionId> = (0..3).map(|_| h.live()).collect();
+    let addr = |id| &**h.m.activity(id).unwrap() as *const crate::Activity as usize;
+    let step = std::mem::size_of::<crate::Activity>();
+    assert_eq!(addr(ids[1]), addr(ids[0]) + step);
+    assert_eq!(addr(ids[2]), addr(ids[1]) + step);
+    // A handle outlives its session and still says it ended.
+    let cell = h.m.activity(ids[0]).unwrap().clone();
+    h.m.destroy(h.now, ids[0]).unwrap();
+    let a = h.drain();
+    h.complete(&a, ids[0]);
+    assert!(cell.is_ended());
+    assert!(h.m.activity(ids[0]).is_err());
+}
