@@ -93,7 +93,7 @@ pub use fs::OsFilesystem;
 pub use lease::{Lease, OpGuard};
 pub use machine::{Action, Input, Lifecycle, MachineStats, Phase, Ticket};
 pub use pool::{Pool, PoolBuilder, ShutdownReport};
-pub use session::{Activity, EndReason, OwnerKey, RetireCause, SessionId};
+pub use session::{Activity, ActivityRef, EndReason, OwnerKey, RetireCause, SessionId};
 pub use stats::{PoolMemory, PoolStats, Totals};
 pub use sweep::{LegacyPattern, LegacyShape, SweepReport};
 pub use time::{Clock, CoarseClock, Timestamp, TokioClock};

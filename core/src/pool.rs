@@ -631,7 +631,6 @@ impl<L: ProcessLauncher> Pool<L> {
             process,
             coarse: self.inner.coarse.clone(),
             pool: Arc::downgrade(&self.inner),
-            max_uses: self.inner.config.max_uses.unwrap_or(u64::MAX),
         })
     }
 

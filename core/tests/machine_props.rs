@@ -4,11 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use browserpool::{
-    AcquireError, Action, Activity, BackendError, BackendErrorKind, CapacityPolicy, EndReason,
+    AcquireError, Action, ActivityRef, BackendError, BackendErrorKind, CapacityPolicy, EndReason,
     Input, Lifecycle, OwnerKey, Phase, PoolConfig, SessionId, Ticket, Timestamp,
 };
 use proptest::prelude::*;
@@ -96,7 +95,7 @@ struct World {
     now: Timestamp,
     pending: Vec<Pending>,
     issued: BTreeSet<SessionId>,
-    acts: BTreeMap<SessionId, Arc<Activity>>,
+    acts: BTreeMap<SessionId, ActivityRef>,
     busy: BTreeMap<SessionId, u32>,
     endings: BTreeMap<SessionId, u32>,
     finished: BTreeMap<SessionId, u32>,

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use browserpool::pool::startup_sweep;
 use browserpool::sweep::{instance_from, marker_name};
 use browserpool::{
-    AcquireError, Action, Activity, CapacityPolicy, ConfigError, EntryKind, Input, KillStage,
+    AcquireError, Action, ActivityRef, CapacityPolicy, ConfigError, EntryKind, Input, KillStage,
     Lifecycle, OwnerKey, Phase, PoolConfig, SessionId, Ticket, Timestamp, Totals,
 };
 
@@ -547,7 +547,7 @@ enum CState {
 struct Held {
     inc: u32,
     id: SessionId,
-    activity: Arc<Activity>,
+    activity: ActivityRef,
     tree: Option<(u32, u64)>,
 }
 
@@ -563,7 +563,7 @@ struct Client {
 struct Slot {
     dir: PathBuf,
     tree: Option<(u32, u64)>,
-    activity: Option<Arc<Activity>>,
+    activity: Option<ActivityRef>,
 }
 
 const STREAM_ARRIVALS: u64 = 1;

@@ -861,3 +861,60 @@ fn a_waiter_whose_victim_will_not_die_gets_another_victim() {
     assert_eq!(h.m.occupied(), 2, "a still counts until its tree is gone");
     h.m.check_invariants().unwrap();
 }
+
+#[test]
+fn the_idle_cutoff_agrees_with_the_idle_deadline() {
+    let grids = [1, 7, 1000, 60_000];
+    let idles = [
+        None,
+        Some(0),
+        Some(1),
+        Some(999),
+        Some(30 * 60_000),
+        Some(u64::MAX - 5),
+    ];
+    let keys = |now: u64| {
+        let mut v: Vec<u64> = (0..50).collect();
+        v.extend((0..50).map(|d| now.saturating_sub(d)));
+        v.extend([now / 2, now.saturating_add(3), u64::MAX - 1, u64::MAX]);
+        v
+    };
+    let mut past = 0;
+    for grid in grids {
+        for idle in idles {
+            for now in (0..3000).chain([1_800_000, 1_860_000, 1_860_001, u64::MAX - 1, u64::MAX]) {
+                let cut = IdleCutoff::new(idle, grid, Timestamp(now));
+                for key in keys(now) {
+                    let want = idle_deadline(idle, grid, Timestamp(key)) <= Timestamp(now);
+                    assert_eq!(
+                        cut.at(Timestamp(key)),
+                        want,
+                        "grid {grid}, idle {idle:?}, now {now}, key {key}"
+                    );
+                    past += usize::from(want);
+                }
+            }
+        }
+    }
+    assert!(past > 10_000, "the cases cover expired keys too: {past}");
+}
+
+#[test]
+fn sessions_launched_together_have_neighbouring_activity_cells() {
+    let mut h = H::new(PoolConfig {
+        max_browsers: 4,
+        ..cfg()
+    });
+    let ids: Vec<SessionId> = (0..3).map(|_| h.live()).collect();
+    let addr = |id| &**h.m.activity(id).unwrap() as *const crate::Activity as usize;
+    let step = std::mem::size_of::<crate::Activity>();
+    assert_eq!(addr(ids[1]), addr(ids[0]) + step);
+    assert_eq!(addr(ids[2]), addr(ids[1]) + step);
+    // A handle outlives its session and still says it ended.
+    let cell = h.m.activity(ids[0]).unwrap().clone();
+    h.m.destroy(h.now, ids[0]).unwrap();
+    let a = h.drain();
+    h.complete(&a, ids[0]);
+    assert!(cell.is_ended());
+    assert!(h.m.activity(ids[0]).is_err());
+}
