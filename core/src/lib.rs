@@ -73,6 +73,7 @@ pub mod fs;
 pub mod lease;
 pub mod machine;
 pub mod pool;
+pub mod rng;
 pub mod session;
 pub mod stats;
 pub mod sweep;
