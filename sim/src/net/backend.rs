@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use browserpool::testing::{FakeLauncher, FakeProcess};
 use browserpool::{
-    sweep, BackendError, BackendErrorKind, DirEntryInfo, EntryKind, Filesystem, KillStage,
-    LaunchSpec, MarkerLock, MarkerState, MemoryUsage, Orphan, ProcessLauncher,
+    sweep, BackendError, BackendErrorKind, EntryKind, Filesystem, KillStage,
+    LaunchSpec, MemoryUsage, Orphan, ProcessLauncher,
 };
 
 use crate::world::backend::{SimBackend, SimLauncher, SimProcess};
@@ -197,161 +197,8 @@ impl ProcessLauncher for NetLauncher {
     }
 }
 
-#[derive(Default)]
-struct FsState {
-    /// Entries directly under a root, by full path.
-    entries: BTreeMap<PathBuf, EntryKind>,
-    /// Locked markers and the generation of the lock.
-    locks: BTreeMap<PathBuf, u64>,
-    next_gen: u64,
-}
-
-/// An in-memory [`Filesystem`]: a flat set of entries (session directories and marker
-/// files), all owned by [`MemFs::UID`], with `flock`-like marker locks.
-///
-/// A marker lock is released when its [`MarkerLock`] is dropped (a pool dropped with
-/// destructors) or when the harness calls [`MemFs::process_died`] (the kernel releasing
-/// the locks of a process that crashed without running destructors). Directory contents,
-/// symlinks, other users' entries and injected I/O errors are not modelled (the
-/// simulated world in `browserpool_sim` does that).
-#[derive(Clone, Default)]
-pub struct MemFs {
-    state: Arc<Mutex<FsState>>,
-}
-
-struct MemLock {
-    state: Arc<Mutex<FsState>>,
-    path: PathBuf,
-    generation: u64,
-}
-
-impl Drop for MemLock {
-    fn drop(&mut self) {
-        let mut st = lock(&self.state);
-        if st.locks.get(&self.path) == Some(&self.generation) {
-            st.locks.remove(&self.path);
-        }
-    }
-}
-
-impl MemFs {
-    /// The user id every entry belongs to.
-    pub const UID: u32 = 1000;
-
-    /// An empty filesystem.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The process that held the marker at `marker` died: the OS releases its lock.
-    pub fn process_died(&self, marker: &Path) {
-        lock(&self.state).locks.remove(marker);
-    }
-
-    /// Every entry, in path order.
-    pub fn entries(&self) -> Vec<(PathBuf, EntryKind)> {
-        lock(&self.state)
-            .entries
-            .iter()
-            .map(|(p, k)| (p.clone(), *k))
-            .collect()
-    }
-
-    /// Session directories (entries of kind `Dir`), in path order.
-    pub fn dirs(&self) -> Vec<PathBuf> {
-        lock(&self.state)
-            .entries
-            .iter()
-            .filter(|(_, k)| **k == EntryKind::Dir)
-            .map(|(p, _)| p.clone())
-            .collect()
-    }
-}
-
-#[async_trait]
-impl Filesystem for MemFs {
-    fn current_uid(&self) -> u32 {
-        Self::UID
-    }
-
-    async fn create_dir(&self, path: &Path) -> Result<(), BackendError> {
-        let mut st = lock(&self.state);
-        if st.entries.contains_key(path) {
-            return Err(
-                BackendError::new("create_dir", BackendErrorKind::AlreadyExists, "exists").at(path),
-            );
-        }
-        st.entries.insert(path.to_owned(), EntryKind::Dir);
-        Ok(())
-    }
-
-    async fn list_prefixed(
-        &self,
-        root: &Path,
-        prefix: &str,
-    ) -> Result<Vec<DirEntryInfo>, BackendError> {
-        let st = lock(&self.state);
-        let mut out: Vec<DirEntryInfo> = st
-            .entries
-            .iter()
-            .filter(|(p, _)| p.parent() == Some(root))
-            .filter_map(|(p, k)| {
-                let name = p.file_name()?.to_str()?.to_owned();
-                name.starts_with(prefix).then(|| DirEntryInfo {
-                    name,
-                    path: p.clone(),
-                    kind: *k,
-                    uid: Self::UID,
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
-
-    async fn remove_dir_all(&self, path: &Path) -> Result<(), BackendError> {
-        self.remove_dir_all_sync(path)
-    }
-
-    fn remove_dir_all_sync(&self, path: &Path) -> Result<(), BackendError> {
-        lock(&self.state).entries.remove(path);
-        Ok(())
-    }
-
-    async fn remove_file(&self, path: &Path) -> Result<(), BackendError> {
-        lock(&self.state).entries.remove(path);
-        Ok(())
-    }
-
-    async fn lock_marker(&self, path: &Path) -> Result<MarkerLock, BackendError> {
-        let mut st = lock(&self.state);
-        if st.locks.contains_key(path) {
-            return Err(BackendError::new(
-                "lock_marker",
-                BackendErrorKind::Busy,
-                "marker locked by a live process",
-            )
-            .at(path));
-        }
-        st.entries.insert(path.to_owned(), EntryKind::File);
-        st.next_gen += 1;
-        let generation = st.next_gen;
-        st.locks.insert(path.to_owned(), generation);
-        Ok(MarkerLock(Box::new(MemLock {
-            state: self.state.clone(),
-            path: path.to_owned(),
-            generation,
-        })))
-    }
-
-    async fn probe_marker(&self, path: &Path) -> Result<MarkerState, BackendError> {
-        Ok(if lock(&self.state).locks.contains_key(path) {
-            MarkerState::Live
-        } else {
-            MarkerState::Dead
-        })
-    }
-}
+/// The in-memory filesystem of the fake backend (the core's test double).
+pub use browserpool::testing::MemFs;
 
 /// A [`ProcessLauncher`] over either backend of [`NetBackend`], with scripted launch
 /// failures: while the shared counter is positive, each launch decrements it and fails
