@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::backend::{
-    DirEntryInfo, EntryKind, Filesystem, KillStage, LaunchSpec, MarkerLock, MarkerState, MemoryUsage, Orphan,
-    ProcessLauncher,
+    DirEntryInfo, EntryKind, Filesystem, KillStage, LaunchSpec, MarkerLock, MarkerState,
+    MemoryUsage, Orphan, ProcessLauncher,
 };
 use crate::error::{BackendError, BackendErrorKind};
 use crate::session::SessionId;

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 
 fn dur() -> impl Strategy<Value = Duration> {
     prop_oneof![
-        8 => (1u64..20_000).prop_map(Duration::from_millis),
+        40 => (1u64..20_000).prop_map(Duration::from_millis),
         1 => Just(Duration::ZERO),
         1 => Just(Duration::from_nanos(1)),
         1 => (1u64..400 * 86_400).prop_map(Duration::from_secs),
@@ -29,7 +29,7 @@ fn opt_dur() -> impl Strategy<Value = Option<Duration>> {
 }
 
 fn count() -> impl Strategy<Value = usize> {
-    prop_oneof![6 => 1usize..6, 1 => Just(0usize), 1 => Just(usize::MAX)]
+    prop_oneof![20 => 1usize..6, 1 => Just(0usize), 1 => Just(usize::MAX)]
 }
 
 fn config() -> impl Strategy<Value = PoolConfig> {
@@ -38,44 +38,66 @@ fn config() -> impl Strategy<Value = PoolConfig> {
         Just(CapacityPolicy::Reject),
         dur().prop_map(|timeout| CapacityPolicy::Wait { timeout }),
     ];
-    let attempts = prop_oneof![6 => 1u32..5, 1 => Just(0u32), 1 => Just(u32::MAX)];
+    let attempts = prop_oneof![20 => 1u32..5, 1 => Just(0u32), 1 => Just(u32::MAX)];
     let uses = prop_oneof![
-        4 => Just(None),
+        10 => Just(None),
         1 => Just(Some(0u64)),
-        2 => (1u64..4).prop_map(Some),
+        5 => (1u64..4).prop_map(Some),
         1 => Just(Some(u64::MAX)),
     ];
-    let root = prop_oneof![8 => Just("/sim"), 1 => Just("relative")];
-    let prefix = prop_oneof![8 => Just("bp-"), 1 => Just("x"), 1 => Just("a/b")];
+    let root = prop_oneof![20 => Just("/sim"), 1 => Just("relative")];
+    let prefix = prop_oneof![20 => Just("bp-"), 1 => Just("x"), 1 => Just("a/b")];
+    // Mostly ordered pairs (tick <= reap_interval, initial <= max), sometimes not.
+    let ordered = prop_oneof![8 => Just(true), 1 => Just(false)];
     (
         (count(), opt_dur(), dur(), dur(), policy, dur(), count()),
         (opt_dur(), uses, dur(), dur(), dur(), attempts),
-        (dur(), dur(), root, prefix, any::<bool>(), count()),
+        (dur(), dur(), root, prefix, any::<bool>(), count(), ordered),
     )
         .prop_map(
             |(
-                (max_browsers, idle_timeout, reap_interval, tick, capacity_policy, acquire_timeout, max_waiters),
+                (
+                    max_browsers,
+                    idle_timeout,
+                    reap_interval,
+                    tick,
+                    capacity_policy,
+                    acquire_timeout,
+                    max_waiters,
+                ),
                 (max_lifetime, max_uses, launch_timeout, kill_grace, kill_timeout, kill_attempts),
-                (initial, max, root, prefix, sweep_on_start, tombstones),
-            )| PoolConfig {
-                max_browsers,
-                idle_timeout,
-                reap_interval,
-                tick,
-                capacity_policy,
-                acquire_timeout,
-                max_waiters,
-                max_lifetime,
-                max_uses,
-                launch_timeout,
-                kill_grace,
-                kill_timeout,
-                kill_attempts,
-                remove_backoff: Backoff { initial, max },
-                root: PathBuf::from(root),
-                prefix: prefix.to_owned(),
-                sweep_on_start,
-                tombstones,
+                (initial, max, root, prefix, sweep_on_start, tombstones, ordered),
+            )| {
+                let (tick, reap_interval, initial, max) = if ordered {
+                    (
+                        tick.min(reap_interval),
+                        tick.max(reap_interval),
+                        initial.min(max),
+                        initial.max(max),
+                    )
+                } else {
+                    (tick, reap_interval, initial, max)
+                };
+                PoolConfig {
+                    max_browsers,
+                    idle_timeout,
+                    reap_interval,
+                    tick,
+                    capacity_policy,
+                    acquire_timeout,
+                    max_waiters,
+                    max_lifetime,
+                    max_uses,
+                    launch_timeout,
+                    kill_grace,
+                    kill_timeout,
+                    kill_attempts,
+                    remove_backoff: Backoff { initial, max },
+                    root: PathBuf::from(root),
+                    prefix: prefix.to_owned(),
+                    sweep_on_start,
+                    tombstones,
+                }
             },
         )
 }
@@ -122,20 +144,26 @@ fn short_life(config: PoolConfig, idle_for: Duration, grace: Duration) {
     });
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
-
-    #[test]
-    fn every_config_is_refused_with_its_field_or_runs_without_panicking(
-        config in config(),
-        idle_for in dur(),
-        grace in dur(),
-    ) {
+#[test]
+fn every_config_is_refused_with_its_field_or_runs_without_panicking() {
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 1000,
+        ..ProptestConfig::default()
+    });
+    let valid = std::cell::Cell::new(0u32);
+    let result = runner.run(&(config(), dur(), dur()), |(config, idle_for, grace)| {
         match config.validate() {
             Err(e) => {
-                prop_assert!(e.to_string().contains(e.field()), "{e} does not name {}", e.field());
+                prop_assert!(
+                    e.to_string().contains(e.field()),
+                    "{e} does not name {}",
+                    e.field()
+                );
                 // The pool refuses it the same way before touching anything.
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 let built = rt.block_on(
                     Pool::builder(config, FakeLauncher::new())
                         .filesystem(Arc::new(MemFs::new()))
@@ -143,9 +171,18 @@ proptest! {
                 );
                 prop_assert!(matches!(built, Err(PoolError::Config(ref c)) if *c == e));
             }
-            Ok(()) => short_life(config, idle_for, grace),
+            Ok(()) => {
+                valid.set(valid.get() + 1);
+                short_life(config, idle_for, grace);
+            }
         }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
+    // The strategy must exercise both sides, not only refusals.
+    assert!(valid.get() >= 80, "only {} valid configs ran", valid.get());
 }
 
 #[test]

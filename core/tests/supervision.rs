@@ -247,7 +247,10 @@ async fn destroy_returns_within_the_kill_budget_naming_a_session_that_will_not_d
     let budget = h.pool.config().kill_budget();
     assert_eq!(r, Err(SessionError::TeardownPending { id, waited: budget }));
     let took = start.elapsed();
-    assert!(took >= budget && took < budget + Duration::from_secs(1), "{took:?}");
+    assert!(
+        took >= budget && took < budget + Duration::from_secs(1),
+        "{took:?}"
+    );
     assert!(r.unwrap_err().to_string().contains(&id.to_string()));
     // The teardown goes on in the background: once the tree dies it finishes.
     assert_eq!(h.pool.stats().stopping, 1);
@@ -380,7 +383,9 @@ async fn a_failed_launch_goes_through_removal_finished_and_a_tombstone() {
     };
     settle().await;
     let seen = actions.lock().unwrap().clone();
-    assert!(seen.iter().any(|a| matches!(a, Action::RemoveDir { id: i, .. } if *i == id)));
+    assert!(seen
+        .iter()
+        .any(|a| matches!(a, Action::RemoveDir { id: i, .. } if *i == id)));
     assert!(seen.contains(&Action::Finished {
         id,
         reason: EndReason::LaunchFailed {
@@ -389,10 +394,7 @@ async fn a_failed_launch_goes_through_removal_finished_and_a_tombstone() {
         dir_removed: true
     }));
     assert_eq!(pool.stats().totals.launch_failed, 1);
-    assert_eq!(
-        ended(pool.session(id)),
-        EndReason::LaunchFailed { reason }
-    );
+    assert_eq!(ended(pool.session(id)), EndReason::LaunchFailed { reason });
     drop(pool);
     // Dropping a pool with nothing live emits no teardown.
     assert!(!actions

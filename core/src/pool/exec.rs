@@ -50,12 +50,17 @@ pub(crate) struct Inner<L: ProcessLauncher> {
     pub(super) observer: Option<Observer>,
     pub(super) shared: Mutex<Shared<L>>,
     pub(super) wake: Notify,
+    /// Counts dispatches: the machine may have changed. The ticking
+    /// reaper compares it once per tick instead of polling `wake`.
+    pub(super) changes: AtomicU64,
+    /// Until when (ms) released owners' grace periods run: stamps must stay fresh until
+    /// then even if nothing else reads them.
+    pub(super) release_until: AtomicU64,
     pub(super) progress: Notify,
     pub(super) closed: AtomicBool,
     pub(super) recovered: Arc<AtomicU64>,
     pub(super) swept: AtomicU64,
     pub(super) swept_processes: AtomicU64,
-    pub(super) hints: Mutex<Vec<SessionId>>,
     pub(super) supervision: Supervision,
 }
 
@@ -106,9 +111,10 @@ impl<L: ProcessLauncher> Inner<L> {
         }
     }
 
-    pub(crate) fn retire_hint(&self, id: SessionId) {
-        lock(&self.hints).push(id);
-        self.wake.notify_waiters();
+    /// An operation ended with the session at `max_uses`: let the machine retire it
+    /// (it re-checks, and waits if another operation is still in flight).
+    pub(crate) fn retire_hint(self: &Arc<Self>, id: SessionId) {
+        self.feed(Input::RetireHint { id });
     }
 
     /// Record a caught panic.
@@ -200,6 +206,7 @@ impl<L: ProcessLauncher> Inner<L> {
         for w in work {
             self.spawn_work(w);
         }
+        self.changes.fetch_add(1, Ordering::AcqRel);
         self.wake.notify_waiters();
     }
 
@@ -468,11 +475,12 @@ impl<L: ProcessLauncher> Inner<L> {
                     }
                 }
                 for (id, dir) in &removes {
-                    let r = supervise::sync(|| self.fs.remove_dir_all_sync(dir))
-                        .unwrap_or_else(|msg| {
+                    let r = supervise::sync(|| self.fs.remove_dir_all_sync(dir)).unwrap_or_else(
+                        |msg| {
                             self.note_panic("remove_dir_all_sync", Some(*id), &msg);
                             Err(panicked("remove_dir_all_sync", &msg))
-                        });
+                        },
+                    );
                     removed.push((*id, r));
                 }
             });

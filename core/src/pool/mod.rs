@@ -142,12 +142,13 @@ impl<L: ProcessLauncher> PoolBuilder<L> {
                 finished: FxHashMap::default(),
             }),
             wake: Notify::new(),
+            changes: AtomicU64::new(0),
+            release_until: AtomicU64::new(0),
             progress: Notify::new(),
             closed: AtomicBool::new(false),
             recovered: Arc::new(AtomicU64::new(0)),
             swept: AtomicU64::new(sweep.removed.len() as u64),
             swept_processes: AtomicU64::new(sweep.killed.len() as u64),
-            hints: Mutex::new(Vec::new()),
             supervision: supervise::Supervision::default(),
         });
         let reaper = handle.spawn(reaper::supervise(Arc::downgrade(&inner)));
@@ -345,6 +346,9 @@ impl<L: ProcessLauncher> Pool<L> {
     /// Callable from any thread, with or without a runtime.
     pub fn release_owner(&self, owner: &OwnerKey, grace: Duration) -> usize {
         let now = self.inner.now();
+        self.inner
+            .release_until
+            .fetch_max(now.saturating_add(grace).0, Ordering::AcqRel);
         let mut st = self.inner.lock();
         let n = st.machine.release_owner(now, owner, grace);
         self.inner.dispatch(st);

@@ -1,13 +1,15 @@
-//! The single reaper task: it refreshes the coarse activity clock every `tick`, feeds the
-//! machine its deadlines and retire hints, and is restarted if it panics.
+//! The single reaper task: it feeds the machine its deadlines, refreshes
+//! the coarse activity clock every `tick` while anything reads it, and is restarted if
+//! it panics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Weak;
 
-use super::exec::{lock, Inner};
+use super::exec::Inner;
 use super::supervise::{catch, REAPER_RESTARTS_IN_A_ROW};
 use crate::backend::ProcessLauncher;
-use crate::machine::Input;
+use crate::config::CapacityPolicy;
+use crate::time::Timestamp;
 
 /// Run the reaper, restarting it after a panic. If it panics
 /// [`REAPER_RESTARTS_IN_A_ROW`] times without completing a round in between, the
@@ -44,9 +46,23 @@ pub(super) async fn supervise<L: ProcessLauncher>(weak: Weak<Inner<L>>) {
     }
 }
 
+/// Whether activity stamps can matter now, so the coarse clock must stay within a tick:
+/// some session is live and something reads its stamps (idle reaping, LRU eviction, or
+/// an owner's grace period that is still running).
+fn stamps_read<L: ProcessLauncher>(inner: &Inner<L>, live: usize, now: Timestamp) -> bool {
+    let c = &inner.config;
+    live > 0
+        && (c.idle_timeout.is_some()
+            || c.capacity_policy == CapacityPolicy::EvictLru
+            || now.0 < inner.release_until.load(Ordering::Acquire))
+}
+
 /// The reaper proper. Each round: refresh the coarse clock, act on due deadlines and
-/// retire hints, then sleep until the next deadline or tick. Ticks in between that have
-/// nothing due only refresh the coarse clock, without taking the pool's lock.
+/// then sleep until the next deadline. While stamps are read it wakes every
+/// tick to refresh the coarse clock; those ticks take no lock, and a change to the
+/// machine (seen through `changes`) or a due deadline ends the round within a tick. When
+/// no stamp can matter (no live session, or nothing reads them), it sleeps until the
+/// next deadline or until the pool wakes it.
 async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
@@ -55,12 +71,8 @@ async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
         }
         let now = inner.clock.now();
         inner.coarse.refresh(now);
-        let hints = std::mem::take(&mut *lock(&inner.hints));
         {
             let mut st = inner.lock();
-            for id in hints {
-                st.machine.handle(now, Input::RetireHint { id });
-            }
             if st.machine.poll_timeout().is_some_and(|t| t <= now) {
                 st.machine.handle_timeout(now);
             }
@@ -71,30 +83,46 @@ async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
                 return;
             }
         }
-        // Listen before reading the next deadline, so that a deadline set by another task
-        // from here on wakes us (our own dispatch above has already notified). Every
-        // change to the machine goes through `dispatch`, which notifies.
+        // Listen before reading the next deadline, so that a change made by another task
+        // from here on wakes us (every change goes through `dispatch`, which notifies and
+        // counts; our own dispatch above has already done both).
         let notified = inner.wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let next = inner.lock().machine.poll_timeout();
+        let (next, live, seen) = {
+            let st = inner.lock();
+            let seen = inner.changes.load(Ordering::Acquire);
+            (st.machine.poll_timeout(), st.machine.live_count(), seen)
+        };
         let clock = inner.clock.clone();
-        let mut now = now;
         // Holding the Arc while asleep is fine: dropping the Pool aborts this task.
-        loop {
-            let tick = now.saturating_add(inner.config.tick);
-            let until = next.map_or(tick, |n| n.min(tick));
-            tokio::select! {
-                biased;
-                _ = notified.as_mut() => break,
-                _ = clock.sleep_until(until) => {}
+        if !stamps_read(&inner, live, now) {
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        biased;
+                        _ = notified => {}
+                        _ = clock.sleep_until(at) => {}
+                    }
+                }
+                None => notified.await,
             }
             rounds.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let mut now = now;
+        loop {
+            let tick = now.saturating_add(inner.config.tick);
+            clock.sleep_until(next.map_or(tick, |n| n.min(tick))).await;
+            rounds.fetch_add(1, Ordering::Relaxed);
             now = clock.now();
-            if next.is_some_and(|n| n <= now) || inner.closed.load(Ordering::Acquire) {
+            inner.coarse.refresh(now);
+            if next.is_some_and(|n| n <= now)
+                || inner.changes.load(Ordering::Acquire) > seen
+                || inner.closed.load(Ordering::Acquire)
+            {
                 break;
             }
-            inner.coarse.refresh(now);
         }
     }
 }
