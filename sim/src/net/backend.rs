@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use browserpool::testing::{FakeLauncher, FakeProcess};
 use browserpool::{
-    sweep, BackendError, BackendErrorKind, EntryKind, Filesystem, KillStage,
-    LaunchSpec, MemoryUsage, Orphan, ProcessLauncher,
+    sweep, BackendError, BackendErrorKind, EntryKind, Filesystem, KillStage, LaunchSpec,
+    MemoryUsage, Orphan, ProcessLauncher,
 };
 
 use crate::world::backend::{SimBackend, SimLauncher, SimProcess};

@@ -18,8 +18,8 @@ use turmoil::net::{TcpListener, TcpStream};
 
 use super::backend::{BackendLauncher, NetBackend};
 use super::proto::{ErrorKind, Op, Reply, Request, Response};
-use crate::rng::Rng;
 use super::server::{serve, sim_now, CloseReason, ServerConfig, ServerEvent, ServerLog};
+use crate::rng::Rng;
 
 /// The server's TCP port.
 pub const PORT: u16 = 7000;
