@@ -162,12 +162,13 @@ impl Sim<'_> {
                     self.client_error(c, "operation failed: session ended");
                     return;
                 }
-                if hint {
-                    self.machine_feed(browserpool::Input::RetireHint { id });
-                }
+                // The operation is over before the pool hears that it was the last one.
                 let cl = &mut self.clients[c as usize];
                 cl.ops_left = cl.ops_left.saturating_sub(1);
                 cl.state = CState::Thinking;
+                if hint {
+                    self.machine_feed(browserpool::Input::RetireHint { id });
+                }
                 let t = self.think_ms(c);
                 self.push(self.now + t, Ev::Client(c));
             }

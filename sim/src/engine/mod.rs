@@ -842,11 +842,14 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// Process trees counting against `max_browsers` in the running server.
+    /// Process trees counting against `max_browsers` in the running server. In the pool
+    /// shell, requests still on their way to the pool count too (the engine's acquire
+    /// tasks have not run yet when a burst arrives).
     pub(super) fn occupied(&self) -> usize {
         if let Some(run) = &self.pool {
             let s = run.stats();
-            return s.launching + s.live + s.stopping;
+            return (s.launching + s.live + s.stopping)
+                .max(s.live + s.stopping + self.tickets.len());
         }
         self.machine.as_ref().map_or(0, |m| m.occupied())
     }
