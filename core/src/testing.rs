@@ -1,7 +1,8 @@
 //! Test doubles, all in one place: a scriptable in-process [`ProcessLauncher`]
-//! ([`FakeLauncher`]), an in-memory [`Filesystem`] with `flock`-like markers ([`MemFs`])
-//! and a no-op one for benchmarks ([`NullFs`]). Each can be told to panic in a given call
-//! ([`FakeCall`]), to test the pool's supervision.
+//! ([`FakeLauncher`]), an in-memory [`Filesystem`] with `flock`-like markers ([`MemFs`]),
+//! and a no-op launcher and filesystem for benchmarks ([`NullLauncher`], [`NullFs`]). The
+//! fake launcher and filesystem can be told to panic in a given call ([`FakeCall`]), to
+//! test the pool's supervision.
 //!
 //! They exist for this crate's tests, for benchmarks that must measure the pool without
 //! a browser, for the turmoil harness of `browserpool-sim`, and for server authors who
@@ -314,6 +315,71 @@ impl ProcessLauncher for FakeLauncher {
     async fn kill_orphan(&self, orphan: &Orphan) -> Result<bool, BackendError> {
         self.st().killed_orphans.push(orphan.clone());
         Ok(true)
+    }
+}
+
+/// A launcher whose browsers are a flag, alive until killed: it does nothing but what
+/// the trait requires, for benchmarks of the pool's own overhead. (A [`FakeLauncher`]
+/// also keeps a map of every process for tests to inspect; a launch of a `NullLauncher`
+/// allocates one cell, a kill marks it dead.)
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NullLauncher;
+
+/// A [`NullLauncher`] browser.
+#[derive(Debug)]
+pub struct NullProcess {
+    dead: watch::Sender<bool>,
+}
+
+impl NullProcess {
+    /// Whether it is still alive.
+    pub fn is_alive(&self) -> bool {
+        !*self.dead.borrow()
+    }
+
+    fn die(&self) {
+        self.dead.send_replace(true);
+    }
+
+    async fn wait_dead(&self) {
+        let mut rx = self.dead.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+}
+
+#[async_trait]
+impl ProcessLauncher for NullLauncher {
+    type Process = NullProcess;
+
+    async fn launch(&self, _spec: &LaunchSpec) -> Result<NullProcess, BackendError> {
+        let (dead, _) = watch::channel(false);
+        Ok(NullProcess { dead })
+    }
+
+    async fn kill(&self, process: &NullProcess, _stage: KillStage) -> Result<(), BackendError> {
+        process.die();
+        Ok(())
+    }
+
+    async fn wait_gone(&self, process: &NullProcess) {
+        process.wait_dead().await;
+    }
+
+    async fn exited(&self, process: &NullProcess) -> String {
+        process.wait_dead().await;
+        "killed".to_owned()
+    }
+
+    fn kill_on_drop(&self, process: &NullProcess) {
+        process.die();
+    }
+
+    async fn find_orphans(&self, _dir: &Path) -> Result<Vec<Orphan>, BackendError> {
+        Ok(Vec::new())
+    }
+
+    async fn kill_orphan(&self, _orphan: &Orphan) -> Result<bool, BackendError> {
+        Ok(false)
     }
 }
 
