@@ -2,7 +2,8 @@
 //! actions against the world with drawn latencies (launch, kill reaction, removal).
 
 use super::*;
-use crate::world::{KillBehaviour, Owner, SignalOutcome};
+use crate::world::backend::PlannedLaunch;
+use crate::world::{Owner, SignalOutcome};
 use browserpool::{Action, Input, KillStage};
 
 impl Sim<'_> {
@@ -106,34 +107,18 @@ impl Sim<'_> {
             );
             return;
         }
-        let f = if self.quiet {
-            Faults::default()
-        } else {
-            self.faults.clone()
-        };
-        let rb = &mut self.rng_browser;
-        let procs = [10u32, 11, 12, 13][rb.weighted(&[0.02, 0.10, 0.33, 0.55])];
-        let kill_timeout_ms = ms(self.config.kill_timeout);
-        let kill = KillBehaviour {
-            kills_needed: if rb.chance(f.kill_escalation) {
-                rb.range(2, u64::from(self.config.kill_attempts.max(2))) as u32
-            } else {
-                1
-            },
-            death_delay_ms: if rb.chance(f.kill_slow) {
-                rb.range(100, 2 * kill_timeout_ms)
-            } else {
-                rb.range(5, 60)
-            },
-            ignores_graceful: rb.chance(f.kill_escalation),
-        };
-        let latency = rb.range(300, 2500);
-        let outcome = if rb.chance(f.launch_hang) {
-            LaunchOutcome::Hang
-        } else if rb.chance(f.launch_fail) {
-            LaunchOutcome::Fail
-        } else {
-            LaunchOutcome::Ok
+        let plan = draw_launch(
+            &mut self.rng_browser,
+            &self.faults,
+            self.quiet,
+            &self.config,
+        );
+        let (procs, kill) = (plan.procs, plan.kill);
+        let latency = ms(plan.latency);
+        let outcome = match plan.outcome {
+            PlannedLaunch::Hangs => LaunchOutcome::Hang,
+            PlannedLaunch::ExitsDuringStartup => LaunchOutcome::Fail,
+            PlannedLaunch::Up => LaunchOutcome::Ok,
         };
         let spawned = self.w().spawn_tree(&dir, Owner::Ours(inc), procs, kill);
         match spawned {

@@ -28,7 +28,9 @@ mod clients;
 mod machine_shell;
 mod oracles;
 mod pool_shell;
+mod results;
 mod server;
+mod shell;
 mod trace;
 
 use std::cmp::Ordering as CmpOrdering;
@@ -53,9 +55,10 @@ use crate::oracle::{self, Violation};
 use crate::report::{RunExtras, RunReport};
 use crate::rng::Rng;
 use crate::scenario::{Faults, PoolSpec, Scenario};
-use crate::world::backend::SimLauncher;
-use crate::world::{RssModel, World, WorldConfig};
+use crate::world::backend::{LaunchPlan, PlannedLaunch, SimLauncher};
+use crate::world::{KillBehaviour, RssModel, World, WorldConfig};
 use pool_shell::PoolRun;
+use results::add_totals;
 use trace::{Fnv, Line, Tr};
 
 /// Which pool a run simulates.
@@ -496,6 +499,46 @@ struct Sim<'a> {
     coverage: Coverage,
 }
 
+/// How the browser of one launch behaves, drawn from the run's browser stream (both
+/// shells draw the same way): 10-13 processes, kill behaviour, start-up latency and
+/// outcome, with the faults of the seed (none once the run is quiet).
+fn draw_launch(rng: &mut Rng, faults: &Faults, quiet: bool, config: &PoolConfig) -> LaunchPlan {
+    let f = if quiet {
+        Faults::default()
+    } else {
+        faults.clone()
+    };
+    let procs = [10u32, 11, 12, 13][rng.weighted(&[0.02, 0.10, 0.33, 0.55])];
+    let kill_timeout_ms = ms(config.kill_timeout);
+    let kill = KillBehaviour {
+        kills_needed: if rng.chance(f.kill_escalation) {
+            rng.range(2, u64::from(config.kill_attempts.max(2))) as u32
+        } else {
+            1
+        },
+        death_delay_ms: if rng.chance(f.kill_slow) {
+            rng.range(100, 2 * kill_timeout_ms)
+        } else {
+            rng.range(5, 60)
+        },
+        ignores_graceful: rng.chance(f.kill_escalation),
+    };
+    let latency = Duration::from_millis(rng.range(300, 2500));
+    let outcome = if rng.chance(f.launch_hang) {
+        PlannedLaunch::Hangs
+    } else if rng.chance(f.launch_fail) {
+        PlannedLaunch::ExitsDuringStartup
+    } else {
+        PlannedLaunch::Up
+    };
+    LaunchPlan {
+        procs,
+        kill,
+        latency,
+        outcome,
+    }
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -669,10 +712,7 @@ impl<'a> Sim<'a> {
         if be > 0.0 && self.sc.workload.burst_size > 0 {
             self.push((be * 3_600_000.0) as u64, Ev::Burst);
         }
-        loop {
-            let Some(next) = self.heap.peek().map(|e| e.t) else {
-                break;
-            };
+        while let Some(next) = self.heap.peek().map(|e| e.t) {
             // Pool shell: let the pool run up to the next event, stopping early whenever
             // it did something the engine records (each such stop is one event).
             if self.pool_run_until(next) {
@@ -787,201 +827,6 @@ impl<'a> Sim<'a> {
             rss_bytes,
         });
     }
-
-    // ------------------------------------------------------------------ the shell
-
-    /// Ask the running server for a session on behalf of client `c`.
-    pub(super) fn shell_acquire(&mut self, c: u32, owner: OwnerKey) {
-        let now = self.ts();
-        if self.pool.is_some() {
-            let req = Ticket(self.next_request);
-            self.next_request += 1;
-            self.tickets.insert(req, (Some(c), self.now));
-            self.tr(Tr::Acquire { c, ticket: req.0 });
-            self.pool_acquire(req, owner);
-            return;
-        }
-        let Some(m) = self.machine.as_mut() else {
-            return;
-        };
-        let ticket = m.acquire(now, Some(owner));
-        self.tickets.insert(ticket, (Some(c), self.now));
-        self.tr(Tr::Acquire {
-            c,
-            ticket: ticket.0,
-        });
-        self.drain();
-    }
-
-    /// Client `c` destroys session `id`.
-    pub(super) fn shell_destroy(&mut self, c: u32, id: SessionId) {
-        if self.pool.is_some() {
-            self.pool_destroy(c, id);
-            return;
-        }
-        let now = self.ts();
-        let r = self.machine.as_mut().map(|m| m.destroy(now, id));
-        if let Some(Err(_)) = r {
-            self.client_errors += 1;
-            self.tr(Tr::ClientError {
-                c,
-                what: "destroy: session had already ended",
-            });
-        }
-    }
-
-    /// The server releases `owner`'s sessions after `grace`.
-    pub(super) fn shell_release(&mut self, owner: &OwnerKey, grace: Duration) {
-        if let Some(run) = &self.pool {
-            run.release_owner(owner, grace);
-            return;
-        }
-        let now = self.ts();
-        if let Some(m) = self.machine.as_mut() {
-            m.release_owner(now, owner, grace);
-        }
-    }
-
-    /// Process trees counting against `max_browsers` in the running server. In the pool
-    /// shell, requests still on their way to the pool count too (the engine's acquire
-    /// tasks have not run yet when a burst arrives).
-    pub(super) fn occupied(&self) -> usize {
-        if let Some(run) = &self.pool {
-            let s = run.stats();
-            return (s.launching + s.live + s.stopping)
-                .max(s.live + s.stopping + self.tickets.len());
-        }
-        self.machine.as_ref().map_or(0, |m| m.occupied())
-    }
-
-    /// Whether `id` is a live (handed-out or handable) session of the running server.
-    pub(super) fn is_live(&self, id: SessionId) -> bool {
-        if let Some(run) = &self.pool {
-            return run.is_live(id);
-        }
-        self.machine
-            .as_ref()
-            .is_some_and(|m| m.phase(id) == Some(browserpool::Phase::Live))
-    }
-
-    /// Sessions the running server still tracks, in any phase.
-    pub(super) fn tracked(&self) -> usize {
-        if let Some(run) = &self.pool {
-            let s = run.stats();
-            return s.launching + s.live + s.stopping + s.removing;
-        }
-        self.machine.as_ref().map_or(0, |m| m.tracked_ids().len())
-    }
-
-    /// The running server's totals.
-    pub(super) fn shell_totals(&self) -> Option<Totals> {
-        if let Some(run) = &self.pool {
-            return Some(run.stats().totals);
-        }
-        self.machine.as_ref().map(|m| m.totals().clone())
-    }
-
-    // ------------------------------------------------------------------ results
-
-    fn finish(mut self) -> RunOutcome {
-        if let Some(t) = self.shell_totals() {
-            add_totals(&mut self.acc, &t);
-        }
-        self.stop_pool();
-        let held: BTreeSet<(u32, u64)> = self
-            .clients
-            .iter()
-            .filter(|c| matches!(c.state, CState::Thinking | CState::InOp { .. }))
-            .filter_map(|c| c.held.as_ref())
-            .filter(|h| h.inc == self.inc)
-            .filter_map(|h| h.tree)
-            .collect();
-        let held_dirs: BTreeSet<PathBuf> = held
-            .iter()
-            .filter_map(|t| self.w().tree(t.0, t.1).map(|t| t.dir.clone()))
-            .collect();
-        let (end_browsers, end_processes, end_rss, orphaned_sessions, orphaned_dirs, counters) = {
-            let w = self.w();
-            let (tb, tp) = w.ours_live();
-            let orphan_trees = w
-                .trees()
-                .filter(|(p, t)| t.owner.is_ours() && !held.contains(&(**p, t.gen)))
-                .count() as u64;
-            let orphan_dirs = w
-                .ours_entries()
-                .into_iter()
-                .filter(|(p, _, k)| *k == browserpool::EntryKind::Dir && !held_dirs.contains(p))
-                .count() as u64;
-            (
-                tb,
-                tp,
-                w.ours_rss(),
-                orphan_trees,
-                orphan_dirs,
-                w.counters().clone(),
-            )
-        };
-        let a = &self.acc;
-        let report = RunReport {
-            peak_browsers: counters.peak_trees,
-            peak_processes: counters.peak_processes,
-            peak_rss_bytes: self.peak_rss,
-            end_browsers,
-            end_processes,
-            orphaned_sessions_end: orphaned_sessions,
-            orphaned_dirs_end: orphaned_dirs,
-            created: a.created,
-            reaped: a.reaped,
-            evicted: a.evicted,
-            retired: a.retired,
-            crashed: a.crashed,
-            rejected: a.rejected,
-            client_errors: self.client_errors,
-            oracle_violations: oracle::ALL
-                .iter()
-                .filter_map(|o| self.violations.get(o).cloned())
-                .collect(),
-        };
-        let mut extras = self.extras.clone();
-        extras.end_rss_bytes = end_rss;
-        extras.destroyed = a.destroyed;
-        extras.owner_released = a.owner_released;
-        extras.launch_failed = a.launch_failed;
-        extras.kill_escalations = a.kill_escalations;
-        extras.pids_reused = counters.pids_reused;
-        extras.events = self.event_index;
-        RunOutcome {
-            mode: self.opts.mode,
-            report,
-            extras,
-            samples: std::mem::take(&mut self.samples),
-            trace: std::mem::take(&mut self.trace),
-            trace_hash: self.hasher.finish(),
-            failure_context: std::mem::take(&mut self.failure_context),
-            coverage: self.coverage,
-            faults: self.faults.clone(),
-            simulated_ms: self.end_ms,
-        }
-    }
-}
-
-fn add_totals(acc: &mut Totals, t: &Totals) {
-    acc.created += t.created;
-    acc.destroyed += t.destroyed;
-    acc.reaped += t.reaped;
-    acc.evicted += t.evicted;
-    acc.retired += t.retired;
-    acc.crashed += t.crashed;
-    acc.owner_released += t.owner_released;
-    acc.shutdown += t.shutdown;
-    acc.abandoned += t.abandoned;
-    acc.launch_failed += t.launch_failed;
-    acc.rejected += t.rejected;
-    acc.wait_timeouts += t.wait_timeouts;
-    acc.kill_escalations += t.kill_escalations;
-    acc.kill_stuck += t.kill_stuck;
-    acc.remove_failures += t.remove_failures;
-    acc.dirs_recovered += t.dirs_recovered;
 }
 
 /// The command that replays `seed` of `scenario` (with a duration override if any).

@@ -24,8 +24,8 @@ use browserpool::{
 use tokio::sync::Notify;
 
 use super::*;
-use crate::world::backend::{BackendEvent, BackendModel, LaunchPlan, PlannedLaunch, SimBackend};
-use crate::world::{KillBehaviour, Owner};
+use crate::world::backend::{BackendEvent, BackendModel, LaunchPlan, SimBackend};
+use crate::world::Owner;
 
 /// A [`Clock`] over the runtime's (paused) tokio clock, reading simulated milliseconds:
 /// `offset` at the runtime's start.
@@ -134,8 +134,7 @@ struct ModelState {
     rng: Rng,
     faults: Faults,
     quiet: bool,
-    kill_attempts: u32,
-    kill_timeout_ms: u64,
+    config: PoolConfig,
     end_ms: u64,
     inbox: Arc<Inbox>,
     clock: Option<Arc<OffsetClock>>,
@@ -150,41 +149,8 @@ impl Model {
 impl BackendModel for Model {
     fn plan_launch(&self, _spec: &LaunchSpec) -> LaunchPlan {
         let mut st = self.st();
-        let f = if st.quiet {
-            Faults::default()
-        } else {
-            st.faults.clone()
-        };
-        let (attempts, kill_timeout_ms) = (st.kill_attempts, st.kill_timeout_ms);
-        let rb = &mut st.rng;
-        let procs = [10u32, 11, 12, 13][rb.weighted(&[0.02, 0.10, 0.33, 0.55])];
-        let kill = KillBehaviour {
-            kills_needed: if rb.chance(f.kill_escalation) {
-                rb.range(2, u64::from(attempts.max(2))) as u32
-            } else {
-                1
-            },
-            death_delay_ms: if rb.chance(f.kill_slow) {
-                rb.range(100, 2 * kill_timeout_ms)
-            } else {
-                rb.range(5, 60)
-            },
-            ignores_graceful: rb.chance(f.kill_escalation),
-        };
-        let latency = Duration::from_millis(rb.range(300, 2500));
-        let outcome = if rb.chance(f.launch_hang) {
-            PlannedLaunch::Hangs
-        } else if rb.chance(f.launch_fail) {
-            PlannedLaunch::ExitsDuringStartup
-        } else {
-            PlannedLaunch::Up
-        };
-        LaunchPlan {
-            procs,
-            kill,
-            latency,
-            outcome,
-        }
+        let st = &mut *st;
+        draw_launch(&mut st.rng, &st.faults, st.quiet, &st.config)
     }
 
     fn note(&self, event: BackendEvent<'_>) {
@@ -301,8 +267,7 @@ impl Sim<'_> {
             rng: Rng::derive(self.seed, STREAM_BROWSER, 0),
             faults: self.faults.clone(),
             quiet: self.quiet,
-            kill_attempts: self.config.kill_attempts,
-            kill_timeout_ms: ms(self.config.kill_timeout),
+            config: self.config.clone(),
             end_ms: self.end_ms,
             inbox: inbox.clone(),
             clock: Some(clock.clone()),
@@ -340,9 +305,7 @@ impl Sim<'_> {
         let inbox = Arc::new(Inbox::default());
         let live = Arc::new(AtomicBool::new(true));
         let model = self.model(inbox.clone(), clock.clone());
-        let (launcher, fs) = SimBackend::with_incarnation(self.world.clone(), self.inc);
-        let launcher = launcher.with_clock(clock.clone()).with_model(model.clone());
-        let fs = fs.with_clock(clock.clone()).with_model(model);
+        let (launcher, fs) = SimBackend::driven(self.world.clone(), self.inc, clock.clone(), model);
         let observer = {
             let (inbox, live, world) = (inbox.clone(), live.clone(), self.world.clone());
             let inc = self.inc;

@@ -15,14 +15,14 @@
 //! - `launch` starts a tree (by default 12 processes, up at once, dying at the first
 //!   forced kill) or fails with the error the world injects (PID space exhausted, a crash
 //!   armed with [`World::crash_after_ops`]). A [`BackendModel`] given with
-//!   [`SimLauncher::with_model`] decides each launch instead (process count, kill
+//!   [`SimBackend::driven`] decides each launch instead (process count, kill
 //!   behaviour, start-up latency, failing or hanging) and hears what the backend did;
 //!   a launch whose future is dropped, or that fails, kills the tree it started, as the
 //!   [`ProcessLauncher`] contract requires;
 //! - `kill` signals the tree's process group as the world models it (graceful closes
 //!   that are ignored, kills needed, a death delay); `wait_gone` resolves when the tree
 //!   is reaped, completing a scheduled death itself when a [`Clock`] was given with
-//!   [`SimLauncher::with_clock`]; `exited` resolves when the tree is reaped;
+//!   [`SimBackend::driven`]; `exited` resolves when the tree is reaped;
 //! - every operation first counts against [`World::crash_after_ops`], so a crash in the
 //!   middle of a startup sweep can be modelled precisely;
 //! - the backend belongs to the server process that was running when it was made: once
@@ -84,6 +84,23 @@ impl SimBackend {
             },
             SimFs { ctx },
         )
+    }
+
+    /// The same for a driver that keeps the world's time on `clock` (waits for a dying
+    /// tree sleep on it) and lets `model` decide every launch and hear what the backend
+    /// does.
+    pub fn driven(
+        world: Arc<Mutex<World>>,
+        incarnation: u32,
+        clock: Arc<dyn Clock>,
+        model: Arc<dyn BackendModel>,
+    ) -> (SimLauncher, SimFs) {
+        let (mut launcher, mut fs) = Self::with_incarnation(world, incarnation);
+        for ctx in [&mut launcher.ctx, &mut fs.ctx] {
+            ctx.clock = Some(clock.clone());
+            ctx.model = Some(model.clone());
+        }
+        (launcher, fs)
     }
 }
 
@@ -244,18 +261,6 @@ impl SimLauncher {
     /// The world this launcher acts on.
     pub fn world(&self) -> &Arc<Mutex<World>> {
         &self.ctx.world
-    }
-
-    /// Keep the world's time on `clock` and let waits for a dying tree sleep on it.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.ctx.clock = Some(clock);
-        self
-    }
-
-    /// Let `model` decide every launch and hear what the backend does.
-    pub fn with_model(mut self, model: Arc<dyn BackendModel>) -> Self {
-        self.ctx.model = Some(model);
-        self
     }
 }
 
@@ -429,20 +434,6 @@ impl ProcessLauncher for SimLauncher {
 #[derive(Clone, Debug)]
 pub struct SimFs {
     ctx: Ctx,
-}
-
-impl SimFs {
-    /// Keep the world's time on `clock`.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.ctx.clock = Some(clock);
-        self
-    }
-
-    /// Tell `model` what the filesystem does.
-    pub fn with_model(mut self, model: Arc<dyn BackendModel>) -> Self {
-        self.ctx.model = Some(model);
-        self
-    }
 }
 
 struct MarkerGuard {
