@@ -281,6 +281,8 @@ fn release_owner_from_a_thread_without_a_runtime_tears_down_on_the_pools_runtime
 }
 
 #[test]
+// The request future is handed out of `block_on` on purpose, to be dropped elsewhere.
+#[allow(clippy::async_yields_async)]
 fn an_acquire_dropped_on_another_thread_destroys_its_session_at_once() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
