@@ -8,7 +8,7 @@
 //!   handed out by an async [`browserpool::Pool`], and the sans-IO
 //!   [`browserpool::Lifecycle`] driven directly for reaping and eviction (the way the
 //!   `Pool` shell drives it, minus the backend's kill time), with
-//!   [`null_backend::NullLauncher`] and `browserpool::testing::NullFs` as the backend;
+//!   `browserpool::testing::NullLauncher` and `NullFs` as the backend;
 //! - [`naive`]: the obvious design: `HashMap<Id, Arc<Instance>>` with a per-instance
 //!   atomic timestamp, a full scan per reap tick and a full scan per eviction;
 //! - [`moka_cache`]: `moka::sync::Cache` with `time_to_idle`, `max_capacity`, pure LRU
@@ -47,7 +47,6 @@ pub mod compare;
 pub mod floor;
 pub mod moka_cache;
 pub mod naive;
-pub mod null_backend;
 pub mod ours;
 pub mod targets;
 pub mod touch;

@@ -22,13 +22,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use browserpool::testing::NullFs;
+use browserpool::testing::{NullFs, NullLauncher};
 use browserpool::{
     AcquireError, Action, CapacityPolicy, ConfigError, Input, Lease, Lifecycle, Pool, PoolConfig,
     PoolError, SessionError, SessionId, Timestamp,
 };
 
-use crate::null_backend::NullLauncher;
 use crate::touch::Touch;
 use crate::{gen_stamp, gens_for, ReapFixture, GRID_MS, IDLE_MS, TICK_MS};
 

@@ -166,8 +166,37 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
+    /// The longest any duration of the configuration, or any sum the pool derives from
+    /// them ([`PoolConfig::kill_budget`], [`PoolConfig::shutdown_budget`]), may be: one
+    /// year (365 days). Longer values are refused by [`PoolConfig::validate`], so that no
+    /// deadline the pool computes can overflow.
+    pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+    /// The longest a teardown spends killing before it reports the tree as stuck:
+    /// `kill_grace + kill_timeout * kill_attempts` (saturating). [`Pool::destroy`]
+    /// waits at most this long.
+    ///
+    /// [`Pool::destroy`]: crate::Pool::destroy
+    pub fn kill_budget(&self) -> Duration {
+        self.kill_timeout
+            .saturating_mul(self.kill_attempts)
+            .saturating_add(self.kill_grace)
+    }
+
+    /// The longest [`Pool::shutdown`](crate::Pool::shutdown) waits: a launch in flight,
+    /// every kill attempt and one more, and a directory retry:
+    /// `launch_timeout + kill_grace + kill_timeout * (kill_attempts + 1) +
+    /// remove_backoff.max` (saturating).
+    pub fn shutdown_budget(&self) -> Duration {
+        self.launch_timeout
+            .saturating_add(self.kill_budget())
+            .saturating_add(self.kill_timeout)
+            .saturating_add(self.remove_backoff.max)
+    }
+
     /// Check every field; the first problem found is returned with the field's name and
-    /// what to do about it.
+    /// what to do about it. Every duration must be at most [`PoolConfig::MAX_DURATION`],
+    /// and so must the budgets derived from them.
     ///
     /// The prefix rule (for `prefix` and every `legacy[i].prefix`): at least 4
     /// characters, all of `[A-Za-z0-9._-]`, ending in `-` or `_`, and, compared
@@ -204,6 +233,35 @@ impl PoolConfig {
                 if d.as_millis() == 0 {
                     return Err(ConfigError::ZeroDuration { field });
                 }
+            }
+        }
+        let bounded = positive
+            .into_iter()
+            .chain([("kill_grace", Some(self.kill_grace))]);
+        for (field, value) in bounded {
+            if let Some(value) = value.filter(|d| *d > Self::MAX_DURATION) {
+                return Err(ConfigError::DurationTooLong { field, value });
+            }
+        }
+        // The budgets the pool adds up, computed without saturating: an overflow is refused
+        // like any other sum past the bound.
+        let kill = self
+            .kill_timeout
+            .checked_mul(self.kill_attempts)
+            .and_then(|d| d.checked_add(self.kill_grace));
+        let shutdown = kill
+            .and_then(|d| d.checked_add(self.launch_timeout))
+            .and_then(|d| d.checked_add(self.kill_timeout))
+            .and_then(|d| d.checked_add(self.remove_backoff.max));
+        for (sum, value) in [
+            ("kill_grace + kill_timeout * kill_attempts", kill),
+            (
+                "launch_timeout + kill_grace + kill_timeout * (kill_attempts + 1) + remove_backoff.max",
+                shutdown,
+            ),
+        ] {
+            if value.is_none_or(|d| d > Self::MAX_DURATION) {
+                return Err(ConfigError::SumTooLong { sum });
             }
         }
         if self.tick > self.reap_interval {

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::backend::{Filesystem, ProcessLauncher};
+use crate::error::{BackendError, BackendErrorKind};
+use crate::pool::supervise::sync;
 
 /// Run blocking cleanup from a `Drop` without stalling an async worker where that can be
 /// avoided, and without ever panicking:
@@ -79,12 +81,22 @@ impl<L: ProcessLauncher> Drop for DropNet<L> {
             return;
         }
         let (launcher, fs) = (&self.launcher, &self.fs);
+        // A backend that panics here, possibly while unwinding, would abort the process.
         run_blocking_cleanup(|| {
             if let Some(p) = &process {
-                launcher.kill_on_drop(p);
+                if let Err(msg) = sync(|| launcher.kill_on_drop(p)) {
+                    tracing::error!(dir = ?dir, panic = %msg, "drop safety net: kill_on_drop panicked");
+                }
             }
             if let Some(d) = &dir {
-                if let Err(e) = fs.remove_dir_all_sync(d) {
+                let r = sync(|| fs.remove_dir_all_sync(d)).unwrap_or_else(|msg| {
+                    Err(BackendError::new(
+                        "remove_dir_all_sync",
+                        BackendErrorKind::Other,
+                        format!("panicked: {msg}"),
+                    ))
+                });
+                if let Err(e) = r {
                     tracing::error!(dir = %d.display(), error = %e,
                         "drop safety net could not remove session directory; the next start's sweep will");
                 }

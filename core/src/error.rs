@@ -17,6 +17,21 @@ pub enum ConfigError {
         /// The field's name.
         field: &'static str,
     },
+    /// A duration is longer than [`PoolConfig::MAX_DURATION`](crate::PoolConfig::MAX_DURATION)
+    /// (one year).
+    #[error("{field} is {value:?}, longer than one year: give at most 365 days (use None to opt out where the field is optional)")]
+    DurationTooLong {
+        /// The field's name.
+        field: &'static str,
+        /// The refused value.
+        value: Duration,
+    },
+    /// A budget the pool derives from several fields overflows or exceeds one year.
+    #[error("{sum} exceeds one year: lower these fields")]
+    SumTooLong {
+        /// The sum, written with the fields' names.
+        sum: &'static str,
+    },
     /// `tick` is longer than `reap_interval`.
     #[error("tick ({tick:?}) is longer than reap_interval ({reap_interval:?}): the tick must be at most the reap interval")]
     TickLongerThanReapInterval {
@@ -59,6 +74,26 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// The field (or, for [`ConfigError::SumTooLong`], the sum of fields) that was refused.
+    pub fn field(&self) -> &'static str {
+        match self {
+            ConfigError::ZeroMaxBrowsers => "max_browsers",
+            ConfigError::ZeroDuration { field } | ConfigError::DurationTooLong { field, .. } => {
+                field
+            }
+            ConfigError::SumTooLong { sum } => sum,
+            ConfigError::TickLongerThanReapInterval { .. } => "tick",
+            ConfigError::BackoffInverted => "remove_backoff.max",
+            ConfigError::ZeroMaxUses => "max_uses",
+            ConfigError::ZeroKillAttempts => "kill_attempts",
+            ConfigError::ZeroTombstones => "tombstones",
+            ConfigError::BadPrefix { .. } => "prefix",
+            ConfigError::RelativeRoot { .. } => "root",
+        }
+    }
+}
+
 /// Why a request for a session failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AcquireError {
@@ -92,6 +127,13 @@ pub enum AcquireError {
     /// The pool is shutting down or was dropped.
     #[error("the pool is shutting down: no new sessions are served")]
     ShuttingDown,
+    /// The pool's reaper task kept panicking and the pool gave up restarting it, so it
+    /// could no longer keep sessions bounded; it refuses new sessions.
+    #[error("the pool is unhealthy and refuses new sessions: {reason}")]
+    Unhealthy {
+        /// What went wrong.
+        reason: String,
+    },
     /// The session was launched but ended before it could be handed out (for example
     /// its browser crashed at once).
     #[error("session {id} ended before it could be handed out: {reason}; retry the request")]
@@ -113,6 +155,25 @@ pub enum SessionError {
         id: SessionId,
         /// Why it ended.
         reason: EndReason,
+    },
+    /// `destroy` waited the whole kill budget and the session's process tree is still
+    /// alive. The pool keeps killing it in the background; it counts against
+    /// `max_browsers` until it is gone.
+    #[error("session {id} is still being torn down after {waited:?}: its process tree has not died; the pool keeps killing it in the background")]
+    TeardownPending {
+        /// The session.
+        id: SessionId,
+        /// How long `destroy` waited.
+        waited: Duration,
+    },
+    /// The pool's reaper task kept panicking and the pool gave up restarting it; it no
+    /// longer hands out or looks up sessions (they can still be destroyed).
+    #[error("session {id}: the pool is unhealthy: {reason}; shut it down and build a new one")]
+    PoolUnhealthy {
+        /// The session asked for.
+        id: SessionId,
+        /// What went wrong.
+        reason: String,
     },
     /// The id was never issued by this pool, or it ended so long ago that its tombstone
     /// was forgotten (see [`PoolConfig::tombstones`](crate::PoolConfig::tombstones)).

@@ -75,6 +75,29 @@ impl<L: ProcessLauncher> Lease<L> {
         Ok(OpGuard { lease: self })
     }
 
+    /// Like [`Lease::begin_op`], but the guard owns a clone of the lease, so it can be
+    /// kept across `await`s, stored, or moved to another task.
+    pub fn begin_op_owned(&self) -> Result<OwnedOpGuard<L>, SessionError> {
+        if self.activity.is_ended() {
+            return Err(self.ended_error());
+        }
+        self.activity.begin_op(self.coarse.now());
+        Ok(OwnedOpGuard {
+            lease: self.clone(),
+        })
+    }
+
+    /// The end of an operation: stamp, and hint the pool if `max_uses` is reached.
+    #[inline]
+    fn end_op(&self) {
+        let uses = self.activity.end_op(self.coarse.now());
+        if uses >= self.activity.max_uses() {
+            if let Some(inner) = self.pool.upgrade() {
+                inner.retire_hint(self.id);
+            }
+        }
+    }
+
     /// `Ok` while the session is usable; otherwise why it ended.
     pub fn check(&self) -> Result<(), SessionError> {
         if self.activity.is_ended() {
@@ -121,13 +144,27 @@ pub struct OpGuard<'a, L: ProcessLauncher> {
 impl<L: ProcessLauncher> Drop for OpGuard<'_, L> {
     #[inline]
     fn drop(&mut self) {
-        let l = self.lease;
-        let uses = l.activity.end_op(l.coarse.now());
-        if uses >= l.activity.max_uses() {
-            if let Some(inner) = l.pool.upgrade() {
-                inner.retire_hint(l.id);
-            }
-        }
+        self.lease.end_op();
+    }
+}
+
+/// An operation in flight on a session, owning its lease; see [`Lease::begin_op_owned`].
+#[must_use = "the operation counts as in flight only while the guard lives"]
+pub struct OwnedOpGuard<L: ProcessLauncher> {
+    lease: Lease<L>,
+}
+
+impl<L: ProcessLauncher> OwnedOpGuard<L> {
+    /// The lease the operation runs on.
+    pub fn lease(&self) -> &Lease<L> {
+        &self.lease
+    }
+}
+
+impl<L: ProcessLauncher> Drop for OwnedOpGuard<L> {
+    #[inline]
+    fn drop(&mut self) {
+        self.lease.end_op();
     }
 }
 

@@ -75,6 +75,7 @@ pub mod fs;
 pub mod lease;
 pub mod machine;
 pub mod pool;
+pub mod rng;
 pub mod session;
 pub mod stats;
 pub mod sweep;
@@ -90,7 +91,7 @@ pub use error::{
     AcquireError, BackendError, BackendErrorKind, ConfigError, PoolError, SessionError,
 };
 pub use fs::OsFilesystem;
-pub use lease::{Lease, OpGuard};
+pub use lease::{Lease, OpGuard, OwnedOpGuard};
 pub use machine::{Action, Input, Lifecycle, MachineStats, Phase, Ticket};
 pub use pool::{Pool, PoolBuilder, ShutdownReport};
 pub use session::{Activity, ActivityRef, EndReason, OwnerKey, RetireCause, SessionId};

@@ -63,6 +63,14 @@ pub struct PoolStats {
     pub swept: u64,
     /// Orphan processes killed by startup sweeps.
     pub swept_processes: u64,
+    /// Panics caught in backend calls and pool tasks; each was treated as the failure of
+    /// that step (see [`Pool`](crate::Pool)'s supervision).
+    pub panics: u64,
+    /// Times the reaper task was restarted after a panic.
+    pub reaper_restarts: u64,
+    /// Set once the pool gave up restarting a reaper that panicked on every round: why.
+    /// New sessions are refused from then on.
+    pub unhealthy: Option<String>,
 }
 
 /// Memory of every live session, summed, as measured by the backend.

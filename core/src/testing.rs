@@ -1,8 +1,13 @@
-//! Test doubles: a scriptable in-process [`ProcessLauncher`] and a no-op [`Filesystem`].
+//! Test doubles, all in one place: a scriptable in-process [`ProcessLauncher`]
+//! ([`FakeLauncher`]), an in-memory [`Filesystem`] with `flock`-like markers ([`MemFs`]),
+//! and a no-op launcher and filesystem for benchmarks ([`NullLauncher`], [`NullFs`]). The
+//! fake launcher and filesystem can be told to panic in a given call ([`FakeCall`]), to
+//! test the pool's supervision.
 //!
 //! They exist for this crate's tests, for benchmarks that must measure the pool without
-//! a browser, and for server authors who want to unit-test their own code against a
-//! [`Pool`](crate::Pool) without Chromium. The full simulated world lives in
+//! a browser, for the turmoil harness of `browserpool-sim`, and for server authors who
+//! want to unit-test their own code against a [`Pool`](crate::Pool) without Chromium. The
+//! full simulated world (PIDs, process trees, injected faults) lives in
 //! `browserpool-sim`; the real backend in `browserpool-chrome`.
 
 use std::collections::BTreeMap;
@@ -15,11 +20,64 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::backend::{
-    DirEntryInfo, Filesystem, KillStage, LaunchSpec, MarkerLock, MarkerState, MemoryUsage, Orphan,
-    ProcessLauncher, ProfileProbe,
+    DirEntryInfo, EntryKind, Filesystem, KillStage, LaunchSpec, MarkerLock, MarkerState,
+    MemoryUsage, Orphan, ProcessLauncher, ProfileProbe,
 };
 use crate::error::{BackendError, BackendErrorKind};
 use crate::session::SessionId;
+
+/// A backend call that a test double can be told to panic in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FakeCall {
+    /// [`ProcessLauncher::launch`].
+    Launch,
+    /// [`ProcessLauncher::kill`].
+    Kill,
+    /// [`ProcessLauncher::wait_gone`].
+    WaitGone,
+    /// [`ProcessLauncher::exited`].
+    Exited,
+    /// [`ProcessLauncher::memory`].
+    Memory,
+    /// [`ProcessLauncher::kill_on_drop`].
+    KillOnDrop,
+    /// [`Filesystem::create_dir`].
+    CreateDir,
+    /// [`Filesystem::remove_dir_all`].
+    RemoveDir,
+    /// [`Filesystem::remove_dir_all_sync`].
+    RemoveDirSync,
+}
+
+/// How many more times each call panics. Clones share the script.
+#[derive(Clone, Debug, Default)]
+struct PanicScript(Arc<Mutex<BTreeMap<FakeCall, u32>>>);
+
+impl PanicScript {
+    fn arm(&self, call: FakeCall, times: u32) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(call, times);
+    }
+
+    /// Panic if `call` is armed (and count it down).
+    fn check(&self, call: FakeCall) {
+        let fire = {
+            let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            match m.get_mut(&call) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if fire {
+            panic!("scripted panic in {call:?}");
+        }
+    }
+}
 
 /// A fake browser: alive until killed (or crashed by the test).
 #[derive(Debug)]
@@ -91,6 +149,7 @@ pub struct FakeLauncher {
     /// Whether the launcher should write a file into each session directory at launch
     /// (to prove removal works on a non-empty directory).
     pub write_files: Arc<AtomicBool>,
+    panics: PanicScript,
 }
 
 impl FakeLauncher {
@@ -106,6 +165,12 @@ impl FakeLauncher {
     /// Make the next `n` launches fail.
     pub fn fail_next_launches(&self, n: u32) {
         self.st().fail_launches = n;
+    }
+
+    /// Make the next `times` calls of `call` panic (launcher calls only; see
+    /// [`MemFs::panic_next`] for the filesystem's).
+    pub fn panic_next(&self, call: FakeCall, times: u32) {
+        self.panics.arm(call, times);
     }
 
     /// Make each launch take `d` (on tokio's clock, so paused time applies).
@@ -161,6 +226,7 @@ impl ProcessLauncher for FakeLauncher {
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<FakeProcess, BackendError> {
         self.launches.fetch_add(1, Ordering::Relaxed);
+        self.panics.check(FakeCall::Launch);
         let delay = *self.launch_delay.lock().unwrap_or_else(|p| p.into_inner());
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -205,6 +271,7 @@ impl ProcessLauncher for FakeLauncher {
     }
 
     async fn kill(&self, process: &FakeProcess, stage: KillStage) -> Result<(), BackendError> {
+        self.panics.check(FakeCall::Kill);
         if stage == KillStage::Force && process.kills_to_die.fetch_sub(1, Ordering::AcqRel) <= 1 {
             process.die("killed by signal 9");
         }
@@ -212,11 +279,13 @@ impl ProcessLauncher for FakeLauncher {
     }
 
     async fn wait_gone(&self, process: &FakeProcess) {
+        self.panics.check(FakeCall::WaitGone);
         let mut rx = process.alive.subscribe();
         let _ = rx.wait_for(|v| v.is_some()).await;
     }
 
     async fn exited(&self, process: &FakeProcess) -> String {
+        self.panics.check(FakeCall::Exited);
         let mut rx = process.alive.subscribe();
         let exit = rx
             .wait_for(|v| v.is_some())
@@ -229,6 +298,7 @@ impl ProcessLauncher for FakeLauncher {
     }
 
     fn kill_on_drop(&self, process: &FakeProcess) {
+        self.panics.check(FakeCall::KillOnDrop);
         if process.is_alive() {
             self.drop_kills.fetch_add(1, Ordering::Relaxed);
         }
@@ -236,6 +306,7 @@ impl ProcessLauncher for FakeLauncher {
     }
 
     async fn memory(&self, process: &FakeProcess) -> Option<MemoryUsage> {
+        self.panics.check(FakeCall::Memory);
         process.is_alive().then_some(MemoryUsage {
             rss_bytes: 100 << 20,
             pss_bytes: 80 << 20,
@@ -259,6 +330,71 @@ impl ProcessLauncher for FakeLauncher {
         }
         st.killed_orphans.push(orphan.clone());
         Ok(true)
+    }
+}
+
+/// A launcher whose browsers are a flag, alive until killed: it does nothing but what
+/// the trait requires, for benchmarks of the pool's own overhead. (A [`FakeLauncher`]
+/// also keeps a map of every process for tests to inspect; a launch of a `NullLauncher`
+/// allocates one cell, a kill marks it dead.)
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NullLauncher;
+
+/// A [`NullLauncher`] browser.
+#[derive(Debug)]
+pub struct NullProcess {
+    dead: watch::Sender<bool>,
+}
+
+impl NullProcess {
+    /// Whether it is still alive.
+    pub fn is_alive(&self) -> bool {
+        !*self.dead.borrow()
+    }
+
+    fn die(&self) {
+        self.dead.send_replace(true);
+    }
+
+    async fn wait_dead(&self) {
+        let mut rx = self.dead.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+}
+
+#[async_trait]
+impl ProcessLauncher for NullLauncher {
+    type Process = NullProcess;
+
+    async fn launch(&self, _spec: &LaunchSpec) -> Result<NullProcess, BackendError> {
+        let (dead, _) = watch::channel(false);
+        Ok(NullProcess { dead })
+    }
+
+    async fn kill(&self, process: &NullProcess, _stage: KillStage) -> Result<(), BackendError> {
+        process.die();
+        Ok(())
+    }
+
+    async fn wait_gone(&self, process: &NullProcess) {
+        process.wait_dead().await;
+    }
+
+    async fn exited(&self, process: &NullProcess) -> String {
+        process.wait_dead().await;
+        "killed".to_owned()
+    }
+
+    fn kill_on_drop(&self, process: &NullProcess) {
+        process.die();
+    }
+
+    async fn find_orphans(&self, _dir: &Path) -> Result<Vec<Orphan>, BackendError> {
+        Ok(Vec::new())
+    }
+
+    async fn kill_orphan(&self, _orphan: &Orphan) -> Result<bool, BackendError> {
+        Ok(false)
     }
 }
 
@@ -300,5 +436,197 @@ impl Filesystem for NullFs {
             age: Duration::ZERO,
             layout: None,
         })
+    }
+}
+
+#[derive(Default)]
+struct MemFsState {
+    /// Entries directly under a root, by full path.
+    entries: BTreeMap<PathBuf, EntryKind>,
+    /// Locked markers and the generation of the lock.
+    locks: BTreeMap<PathBuf, u64>,
+    next_gen: u64,
+}
+
+/// An in-memory [`Filesystem`]: a flat set of entries (session directories and marker
+/// files), all owned by [`MemFs::UID`], with `flock`-like marker locks.
+///
+/// A marker lock is released when its [`MarkerLock`] is dropped (a pool dropped with
+/// destructors) or when [`MemFs::process_died`] is called (the kernel releasing the locks
+/// of a process that crashed without running destructors). Directory contents, symlinks,
+/// other users' entries and injected I/O errors are not modelled (the simulated world in
+/// `browserpool-sim` does that). Clones share state.
+#[derive(Clone, Default)]
+pub struct MemFs {
+    state: Arc<Mutex<MemFsState>>,
+    panics: PanicScript,
+}
+
+struct MemLock {
+    state: Arc<Mutex<MemFsState>>,
+    path: PathBuf,
+    generation: u64,
+}
+
+impl Drop for MemLock {
+    fn drop(&mut self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.locks.get(&self.path) == Some(&self.generation) {
+            st.locks.remove(&self.path);
+        }
+    }
+}
+
+impl MemFs {
+    /// The user id every entry belongs to.
+    pub const UID: u32 = 1000;
+
+    /// An empty filesystem.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn st(&self) -> std::sync::MutexGuard<'_, MemFsState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Make the next `times` calls of `call` panic (filesystem calls only:
+    /// [`FakeCall::CreateDir`], [`FakeCall::RemoveDir`], [`FakeCall::RemoveDirSync`]).
+    pub fn panic_next(&self, call: FakeCall, times: u32) {
+        self.panics.arm(call, times);
+    }
+
+    /// The process that held the marker at `marker` died: the OS releases its lock.
+    pub fn process_died(&self, marker: &Path) {
+        self.st().locks.remove(marker);
+    }
+
+    /// Every entry, in path order.
+    pub fn entries(&self) -> Vec<(PathBuf, EntryKind)> {
+        self.st()
+            .entries
+            .iter()
+            .map(|(p, k)| (p.clone(), *k))
+            .collect()
+    }
+
+    /// Session directories (entries of kind `Dir`), in path order.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.st()
+            .entries
+            .iter()
+            .filter(|(_, k)| **k == EntryKind::Dir)
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Filesystem for MemFs {
+    fn current_uid(&self) -> u32 {
+        Self::UID
+    }
+
+    async fn create_dir(&self, path: &Path) -> Result<(), BackendError> {
+        self.panics.check(FakeCall::CreateDir);
+        let mut st = self.st();
+        if st.entries.contains_key(path) {
+            return Err(
+                BackendError::new("create_dir", BackendErrorKind::AlreadyExists, "exists").at(path),
+            );
+        }
+        st.entries.insert(path.to_owned(), EntryKind::Dir);
+        Ok(())
+    }
+
+    async fn list_prefixed(
+        &self,
+        root: &Path,
+        prefix: &str,
+    ) -> Result<Vec<DirEntryInfo>, BackendError> {
+        let st = self.st();
+        let mut out: Vec<DirEntryInfo> = st
+            .entries
+            .iter()
+            .filter(|(p, _)| p.parent() == Some(root))
+            .filter_map(|(p, k)| {
+                let name = p.file_name()?.to_str()?.to_owned();
+                name.starts_with(prefix).then(|| DirEntryInfo {
+                    name,
+                    path: p.clone(),
+                    kind: *k,
+                    uid: Self::UID,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn remove_dir_all(&self, path: &Path) -> Result<(), BackendError> {
+        self.panics.check(FakeCall::RemoveDir);
+        self.st().entries.remove(path);
+        Ok(())
+    }
+
+    fn remove_dir_all_sync(&self, path: &Path) -> Result<(), BackendError> {
+        self.panics.check(FakeCall::RemoveDirSync);
+        self.st().entries.remove(path);
+        Ok(())
+    }
+
+    async fn remove_dead_marker(&self, path: &Path) -> Result<bool, BackendError> {
+        let mut st = self.st();
+        if st.locks.contains_key(path) {
+            return Ok(false);
+        }
+        st.entries.remove(path);
+        Ok(true)
+    }
+
+    async fn lock_marker(&self, path: &Path) -> Result<MarkerLock, BackendError> {
+        let mut st = self.st();
+        if st.locks.contains_key(path) {
+            return Err(BackendError::new(
+                "lock_marker",
+                BackendErrorKind::Busy,
+                "marker locked by a live process",
+            )
+            .at(path));
+        }
+        st.entries.insert(path.to_owned(), EntryKind::File);
+        st.next_gen += 1;
+        let generation = st.next_gen;
+        st.locks.insert(path.to_owned(), generation);
+        Ok(MarkerLock(Box::new(MemLock {
+            state: self.state.clone(),
+            path: path.to_owned(),
+            generation,
+        })))
+    }
+
+    async fn probe_marker(&self, path: &Path) -> Result<MarkerState, BackendError> {
+        Ok(if self.st().locks.contains_key(path) {
+            MarkerState::Live
+        } else {
+            MarkerState::Dead
+        })
+    }
+    async fn probe_profile(&self, path: &Path) -> Result<ProfileProbe, BackendError> {
+        // Only pools make entries here, and they keep no contents or times: nothing is
+        // a profile, so a legacy-looking name is never removed.
+        if self.st().entries.get(path) == Some(&EntryKind::Dir) {
+            Ok(ProfileProbe {
+                age: Duration::ZERO,
+                layout: None,
+            })
+        } else {
+            Err(BackendError::new(
+                "probe_profile",
+                BackendErrorKind::NotFound,
+                "no such directory",
+            )
+            .at(path))
+        }
     }
 }

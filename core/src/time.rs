@@ -103,8 +103,11 @@ impl Clock for TokioClock {
     }
 
     async fn sleep_until(&self, deadline: Timestamp) {
-        let target = self.epoch + Duration::from_millis(deadline.0);
-        tokio::time::sleep_until(target).await;
+        // A deadline beyond what an Instant can hold never comes.
+        match self.epoch.checked_add(Duration::from_millis(deadline.0)) {
+            Some(target) => tokio::time::sleep_until(target).await,
+            None => std::future::pending().await,
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::engine::{run, Coverage, Mode, RunOptions, SimError};
+use crate::engine::{run, Coverage, Mode, RunOptions, Shell, SimError};
 use crate::oracle::Violation;
 use crate::scenario::Scenario;
 
@@ -35,12 +35,23 @@ pub struct BatchOutcome {
     pub wall: Duration,
 }
 
-/// Run the managed pool of `scenario` for every seed in `seeds` on `threads` threads.
-/// `progress` is called after each seed (from worker threads).
+/// Run the managed pool of `scenario` for every seed in `seeds` on `threads` threads,
+/// on the machine shell. `progress` is called after each seed (from worker threads).
 pub fn run_batch(
     scenario: &Scenario,
     seeds: Range<u64>,
     threads: usize,
+    progress: &(dyn Fn() + Sync),
+) -> Result<BatchOutcome, SimError> {
+    run_batch_on(scenario, seeds, threads, Shell::Machine, progress)
+}
+
+/// The same on `shell`.
+pub fn run_batch_on(
+    scenario: &Scenario,
+    seeds: Range<u64>,
+    threads: usize,
+    shell: Shell,
     progress: &(dyn Fn() + Sync),
 ) -> Result<BatchOutcome, SimError> {
     let start = Instant::now();
@@ -54,7 +65,7 @@ pub fn run_batch(
                 if seed >= seeds.end {
                     return;
                 }
-                let r = run(scenario, seed, RunOptions::new(Mode::Managed));
+                let r = run(scenario, seed, RunOptions::new(Mode::Managed).on(shell));
                 let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
                 match r {
                     Ok(r) => {

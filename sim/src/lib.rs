@@ -32,6 +32,7 @@ pub mod net;
 pub mod oracle;
 pub mod plot;
 pub mod report;
-pub mod rng;
+/// The pinned PRNG (the core's, re-exported): every random choice of a run.
+pub use browserpool::rng;
 pub mod scenario;
 pub mod world;

@@ -26,6 +26,9 @@ pub const EXACTLY_ONCE: &str = "exactly-once";
 pub const ANSWERED: &str = "answered";
 /// Under `EvictLru`, no request is refused while a session has been idle for a tick.
 pub const NO_REFUSAL_WHILE_IDLE: &str = "no-refusal-while-idle";
+/// No session is torn down by the pool by its own decision (idle reap, LRU eviction,
+/// retirement, owner release) while its client has an operation in flight.
+pub const NEVER_MID_OPERATION: &str = "never-mid-operation";
 /// When faults and client activity stop at T, by T plus the timeouts there are no
 /// sessions, processes or directories of ours.
 pub const CONVERGENCE: &str = "convergence";
@@ -39,6 +42,7 @@ pub const ALL: &[&str] = &[
     EXACTLY_ONCE,
     ANSWERED,
     NO_REFUSAL_WHILE_IDLE,
+    NEVER_MID_OPERATION,
     CONVERGENCE,
 ];
 

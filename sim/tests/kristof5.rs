@@ -1,13 +1,36 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 //! The incident replay: unmanaged leaks like kristof5 did, managed does not.
 
-use browserpool_sim::engine::run_pair;
+use browserpool_sim::engine::{run_pair, run_pair_on, PairOutcome, Shell};
 use browserpool_sim::scenario::Scenario;
 
 #[test]
 fn kristof5_unmanaged_leaks_like_the_incident_and_managed_stays_clean() {
     let sc = Scenario::preset("kristof5").unwrap();
-    let out = run_pair(&sc, sc.seed).unwrap();
+    check(&run_pair(&sc, sc.seed).unwrap());
+}
+
+#[test]
+fn kristof5_on_the_production_pool_leaks_and_stays_clean_the_same_way() {
+    let sc = Scenario::preset("kristof5").unwrap();
+    let pool = run_pair_on(&sc, sc.seed, Shell::Pool).unwrap();
+    check(&pool);
+    // Same traffic, same outcome as the engine's own shell.
+    let machine = run_pair(&sc, sc.seed).unwrap();
+    for (p, m) in [
+        (&pool.unmanaged, &machine.unmanaged),
+        (&pool.managed, &machine.managed),
+    ] {
+        assert_eq!(p.report.created, m.report.created);
+        assert_eq!(p.report.end_processes, m.report.end_processes);
+        assert_eq!(
+            p.report.orphaned_sessions_end,
+            m.report.orphaned_sessions_end
+        );
+    }
+}
+
+fn check(out: &PairOutcome) {
     let un = &out.unmanaged;
     let ma = &out.managed;
     // 15 days 8 hours simulated.

@@ -5,23 +5,33 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use browserpool::{Filesystem, KillStage, ProcessLauncher};
-use browserpool_sim::engine::{run, Mode, RunOptions, Sabotage};
+use browserpool_sim::engine::{run, Mode, RunOptions, Sabotage, Shell};
 use browserpool_sim::oracle;
 use browserpool_sim::scenario::Scenario;
 use browserpool_sim::world::backend::SimBackend;
 use browserpool_sim::world::{KillBehaviour, Owner, World, WorldConfig};
 
+const SHELLS: [Shell; 2] = [Shell::Machine, Shell::Pool];
+
 fn managed(sc: &Scenario, seed: u64) -> Vec<String> {
-    sabotaged(sc, seed, Sabotage::default())
+    managed_on(Shell::Machine, sc, seed)
+}
+
+fn managed_on(shell: Shell, sc: &Scenario, seed: u64) -> Vec<String> {
+    sabotaged_on(shell, sc, seed, Sabotage::default())
 }
 
 fn sabotaged(sc: &Scenario, seed: u64, sabotage: Sabotage) -> Vec<String> {
+    sabotaged_on(Shell::Machine, sc, seed, sabotage)
+}
+
+fn sabotaged_on(shell: Shell, sc: &Scenario, seed: u64, sabotage: Sabotage) -> Vec<String> {
     let out = run(
         sc,
         seed,
         RunOptions {
             sabotage,
-            ..RunOptions::new(Mode::Managed)
+            ..RunOptions::new(Mode::Managed).on(shell)
         },
     )
     .unwrap();
@@ -47,9 +57,17 @@ fn a_pool_without_a_reaper_fails_idle_bound_and_convergence() {
     sc.duration_hours = 24.0;
     sc.managed.idle_timeout_secs = 0.0; // reaper off
     sc.managed.release_grace_secs = -1.0; // and no owner release
-    let v = managed(&sc, 1);
-    assert!(v.contains(&oracle::IDLE_BOUND.to_owned()), "{v:?}");
-    assert!(v.contains(&oracle::CONVERGENCE.to_owned()), "{v:?}");
+    for shell in SHELLS {
+        let v = managed_on(shell, &sc, 1);
+        assert!(
+            v.contains(&oracle::IDLE_BOUND.to_owned()),
+            "{shell:?} {v:?}"
+        );
+        assert!(
+            v.contains(&oracle::CONVERGENCE.to_owned()),
+            "{shell:?} {v:?}"
+        );
+    }
 }
 
 #[test]
@@ -58,21 +76,35 @@ fn a_pool_that_skips_the_startup_sweep_fails_sweep_clean() {
     sc.duration_hours = 24.0;
     sc.faults.swarm = false; // server crashes on for sure
     sc.faults.crash_during_sweep = 0.0;
-    sc.managed.sweep_on_start = false;
-    let v = managed(&sc, 1);
-    assert!(v.contains(&oracle::SWEEP_CLEAN.to_owned()), "{v:?}");
-    assert!(v.contains(&oracle::CONVERGENCE.to_owned()), "{v:?}");
-    // With the sweep on, the same run is clean.
-    sc.managed.sweep_on_start = true;
-    assert_eq!(managed(&sc, 1), Vec::<String>::new());
+    for shell in SHELLS {
+        sc.managed.sweep_on_start = false;
+        let v = managed_on(shell, &sc, 1);
+        assert!(
+            v.contains(&oracle::SWEEP_CLEAN.to_owned()),
+            "{shell:?} {v:?}"
+        );
+        assert!(
+            v.contains(&oracle::CONVERGENCE.to_owned()),
+            "{shell:?} {v:?}"
+        );
+        // With the sweep on, the same run is clean.
+        sc.managed.sweep_on_start = true;
+        assert_eq!(managed_on(shell, &sc, 1), Vec::<String>::new(), "{shell:?}");
+    }
 }
 
 #[test]
 fn the_real_pool_passes_every_oracle_on_every_preset() {
-    for p in browserpool_sim::scenario::PRESETS {
-        let mut sc = Scenario::preset(p).unwrap();
-        sc.duration_hours = sc.duration_hours.min(24.0);
-        assert_eq!(managed(&sc, 11), Vec::<String>::new(), "{p}");
+    for shell in SHELLS {
+        for p in browserpool_sim::scenario::PRESETS {
+            let mut sc = Scenario::preset(p).unwrap();
+            sc.duration_hours = sc.duration_hours.min(24.0);
+            assert_eq!(
+                managed_on(shell, &sc, 11),
+                Vec::<String>::new(),
+                "{shell:?} {p}"
+            );
+        }
     }
 }
 
@@ -158,47 +190,92 @@ fn a_shell_whose_kills_do_nothing_fails_capacity_and_convergence() {
 fn a_sweep_that_trusts_singleton_lock_pids_fails_foreign_touch() {
     let mut sc = Scenario::preset("crashy-server").unwrap();
     sc.duration_hours = 12.0;
-    let v = sabotaged(
-        &sc,
-        1,
-        Sabotage {
-            trust_singleton_lock: true,
-            ..Sabotage::default()
-        },
-    );
-    assert!(v.contains(&oracle::FOREIGN_TOUCH.to_owned()), "{v:?}");
+    for shell in SHELLS {
+        let v = sabotaged_on(
+            shell,
+            &sc,
+            1,
+            Sabotage {
+                trust_singleton_lock: true,
+                ..Sabotage::default()
+            },
+        );
+        assert!(
+            v.contains(&oracle::FOREIGN_TOUCH.to_owned()),
+            "{shell:?} {v:?}"
+        );
+    }
 }
 
 #[test]
 fn lost_replies_fail_answered() {
     let mut sc = Scenario::preset("steady").unwrap();
     sc.duration_hours = 6.0;
-    let v = sabotaged(
-        &sc,
-        1,
-        Sabotage {
-            lose_replies: true,
-            ..Sabotage::default()
-        },
-    );
-    assert!(v.contains(&oracle::ANSWERED.to_owned()), "{v:?}");
+    for shell in SHELLS {
+        let v = sabotaged_on(
+            shell,
+            &sc,
+            1,
+            Sabotage {
+                lose_replies: true,
+                ..Sabotage::default()
+            },
+        );
+        assert!(v.contains(&oracle::ANSWERED.to_owned()), "{shell:?} {v:?}");
+    }
 }
 
 #[test]
 fn refusing_at_capacity_under_evict_lru_fails_no_refusal_while_idle() {
     let mut sc = Scenario::preset("burst").unwrap();
     sc.duration_hours = 12.0;
-    assert_eq!(managed(&sc, 1), Vec::<String>::new());
-    let v = sabotaged(
-        &sc,
-        1,
-        Sabotage {
-            refuse_when_full: true,
-            ..Sabotage::default()
-        },
-    );
-    assert!(
-        v.contains(&oracle::NO_REFUSAL_WHILE_IDLE.to_owned()),
-        "{v:?}"
-    );
+    for shell in SHELLS {
+        assert_eq!(managed_on(shell, &sc, 1), Vec::<String>::new(), "{shell:?}");
+        let v = sabotaged_on(
+            shell,
+            &sc,
+            1,
+            Sabotage {
+                refuse_when_full: true,
+                ..Sabotage::default()
+            },
+        );
+        assert!(
+            v.contains(&oracle::NO_REFUSAL_WHILE_IDLE.to_owned()),
+            "{shell:?} {v:?}"
+        );
+    }
+}
+
+/// Steady traffic where one operation in five outlasts the idle timeout.
+fn long_ops() -> Scenario {
+    let mut sc = Scenario::preset("steady").unwrap();
+    sc.duration_hours = 24.0;
+    sc.workload.long_op_probability = 0.2;
+    sc.workload.long_op_secs_min = 1900.0;
+    sc.workload.long_op_secs_max = 2400.0;
+    sc
+}
+
+#[test]
+fn a_server_that_does_not_mark_operations_in_flight_fails_never_mid_operation() {
+    let sc = long_ops();
+    for shell in SHELLS {
+        // Marked operations are never cut short, however long they run.
+        assert_eq!(managed_on(shell, &sc, 3), Vec::<String>::new(), "{shell:?}");
+        // Stamped but not marked: a long operation looks idle and is reaped under it.
+        let v = sabotaged_on(
+            shell,
+            &sc,
+            3,
+            Sabotage {
+                ops_not_marked: true,
+                ..Sabotage::default()
+            },
+        );
+        assert!(
+            v.contains(&oracle::NEVER_MID_OPERATION.to_owned()),
+            "{shell:?} {v:?}"
+        );
+    }
 }

@@ -12,9 +12,8 @@ fn trace(toml: &str, seed: u64, mode: Mode) -> String {
         &sc,
         seed,
         RunOptions {
-            mode,
             full_trace: true,
-            sabotage: Default::default(),
+            ..RunOptions::new(mode)
         },
     )
     .unwrap();

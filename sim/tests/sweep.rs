@@ -1,25 +1,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-//! 200 seeds per preset, every oracle green, every interesting event covered; and the
-//! committed regression seeds.
+//! Seeds per preset on both shells, every oracle green, every interesting event covered;
+//! and the committed regression seeds on both shells.
 
-use browserpool_sim::batch::run_batch;
-use browserpool_sim::engine::{replay_command, run_pair, Coverage};
+use browserpool_sim::batch::run_batch_on;
+use browserpool_sim::engine::{replay_command_on, run_pair_on, Coverage, Shell};
 use browserpool_sim::scenario::{Scenario, PRESETS};
-
-const SEEDS: u64 = 200;
 
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-#[test]
-fn two_hundred_seeds_per_preset_are_green_and_cover_every_interesting_event() {
+fn sweep(shell: Shell, seeds: u64) {
     let mut coverage = Coverage::default();
     let mut report = Vec::new();
     for p in PRESETS {
         let sc = Scenario::preset(p).unwrap();
-        let out = run_batch(&sc, 0..SEEDS, threads(), &|| {}).unwrap();
-        assert_eq!(out.runs, SEEDS);
+        let out = run_batch_on(&sc, 0..seeds, threads(), shell, &|| {}).unwrap();
+        assert_eq!(out.runs, seeds);
         coverage.add(&out.coverage);
         for f in &out.failures {
             report.push(format!(
@@ -27,7 +24,7 @@ fn two_hundred_seeds_per_preset_are_green_and_cover_every_interesting_event() {
                 f.seed,
                 f.violations,
                 f.context.join("\n    "),
-                replay_command(p, f.seed, None)
+                replay_command_on(p, f.seed, None, shell)
             ));
         }
     }
@@ -40,7 +37,16 @@ fn two_hundred_seeds_per_preset_are_green_and_cover_every_interesting_event() {
 }
 
 #[test]
-fn regression_seeds_stay_green() {
+fn two_hundred_seeds_per_preset_are_green_and_cover_every_interesting_event() {
+    sweep(Shell::Machine, 200);
+}
+
+#[test]
+fn fifty_seeds_per_preset_on_the_production_pool_are_green_and_cover_every_interesting_event() {
+    sweep(Shell::Pool, 50);
+}
+
+fn regressions(shell: Shell) {
     let text = include_str!("../regressions.txt");
     let mut n = 0;
     for line in text.lines() {
@@ -62,14 +68,25 @@ fn regression_seeds_stay_green() {
         if let Some(h) = parts.get(2) {
             sc.duration_hours = h.parse().unwrap();
         }
-        let out = run_pair(&sc, seed).unwrap();
+        let out = run_pair_on(&sc, seed, shell).unwrap();
         assert!(
             out.managed.report.oracle_violations.is_empty(),
-            "{line}: {:#?}\nlast events:\n{}",
+            "{line} ({} shell): {:#?}\nlast events:\n{}",
+            shell.label(),
             out.managed.report.oracle_violations,
             out.managed.failure_context.join("\n")
         );
         n += 1;
     }
     assert!(n > 0);
+}
+
+#[test]
+fn regression_seeds_stay_green() {
+    regressions(Shell::Machine);
+}
+
+#[test]
+fn regression_seeds_stay_green_on_the_production_pool() {
+    regressions(Shell::Pool);
 }

@@ -323,6 +323,11 @@ impl Lifecycle {
         self.occupied
     }
 
+    /// Live (usable) sessions now. O(1).
+    pub fn live_count(&self) -> usize {
+        self.by_activity.len()
+    }
+
     /// Live session ids in least-recently-recorded order (deterministic).
     pub fn live_ids(&self) -> Vec<SessionId> {
         self.by_activity.ids(&self.table)

@@ -5,8 +5,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use browserpool_sim::batch::run_batch;
-use browserpool_sim::engine::{replay_command, run, run_pair, Mode, RunOptions};
+use browserpool_sim::batch::run_batch_on;
+use browserpool_sim::engine::{replay_command_on, run, run_pair_on, Mode, RunOptions, Shell};
 use browserpool_sim::plot::plot;
 use browserpool_sim::report::{table, ReplayJson, Runs};
 use browserpool_sim::scenario::{Scenario, PRESETS};
@@ -45,6 +45,11 @@ enum Cmd {
         /// Write the managed pool's full event trace to this file.
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Which shell carries out the machine's decisions: `machine` (the engine drives
+        /// the Lifecycle itself; fast) or `pool` (the production async Pool on a paused
+        /// tokio runtime).
+        #[arg(long, default_value = "machine")]
+        shell: Shell,
     },
     /// Run many seeds of the managed pool on all cores and list failing seeds.
     Sweep {
@@ -60,6 +65,9 @@ enum Cmd {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Which shell: `machine` or `pool` (see `replay --help`).
+        #[arg(long, default_value = "machine")]
+        shell: Shell,
     },
 }
 
@@ -108,10 +116,11 @@ fn real_main() -> Result<ExitCode, String> {
             json,
             plot: plot_path,
             trace,
+            shell,
         } => {
             let sc = load(&scenario, hours)?;
             let seed = seed.unwrap_or(sc.seed);
-            let out = run_pair(&sc, seed).map_err(|e| e.to_string())?;
+            let out = run_pair_on(&sc, seed, shell).map_err(|e| e.to_string())?;
             let wall_ms = out.wall.as_secs_f64() * 1000.0;
             let sim_s = out.managed.simulated_ms as f64 / 1000.0;
             if let Some(p) = &plot_path {
@@ -125,7 +134,7 @@ fn real_main() -> Result<ExitCode, String> {
                     seed,
                     RunOptions {
                         full_trace: true,
-                        ..RunOptions::new(Mode::Managed)
+                        ..RunOptions::new(Mode::Managed).on(shell)
                     },
                 )
                 .map_err(|e| e.to_string())?;
@@ -151,9 +160,10 @@ fn real_main() -> Result<ExitCode, String> {
             } else {
                 let days = sim_s / 86_400.0;
                 println!(
-                    "scenario {} seed {seed}: {:.0} h simulated ({days:.2} days), both pools",
+                    "scenario {} seed {seed}: {:.0} h simulated ({days:.2} days), both pools, {} shell",
                     sc.name,
-                    sim_s / 3600.0
+                    sim_s / 3600.0,
+                    shell.label()
                 );
                 println!();
                 print!(
@@ -181,7 +191,10 @@ fn real_main() -> Result<ExitCode, String> {
                     for l in &out.managed.failure_context {
                         println!("  {l}");
                     }
-                    println!("\nreplay with: {}", replay_command(&scenario, seed, hours));
+                    println!(
+                        "\nreplay with: {}",
+                        replay_command_on(&scenario, seed, hours, shell)
+                    );
                 }
                 println!(
                     "\nwall time {wall_ms:.1} ms for both pools ({} + {} events)\nspeed: {days:.2} simulated days per pool, both pools in {wall_ms:.1} ms: simulated/wall ratio {:.1e}",
@@ -204,6 +217,7 @@ fn real_main() -> Result<ExitCode, String> {
             scenario,
             hours,
             threads,
+            shell,
         } => {
             let range = parse_range(&seeds)?;
             let names: Vec<String> = match scenario {
@@ -229,7 +243,7 @@ fn real_main() -> Result<ExitCode, String> {
             for name in &names {
                 let sc = load(name, hours)?;
                 bar.set_message(name.clone());
-                let out = run_batch(&sc, range.clone(), threads, &|| bar.inc(1))
+                let out = run_batch_on(&sc, range.clone(), threads, shell, &|| bar.inc(1))
                     .map_err(|e| e.to_string())?;
                 runs += out.runs;
                 coverage.add(&out.coverage);
@@ -243,7 +257,7 @@ fn real_main() -> Result<ExitCode, String> {
                         v.event_index,
                         v.message,
                         f.context.join("\n       "),
-                        replay_command(name, f.seed, hours)
+                        replay_command_on(name, f.seed, hours, shell)
                     ));
                 }
             }
@@ -254,8 +268,9 @@ fn real_main() -> Result<ExitCode, String> {
             }
             let missing = coverage.missing();
             println!(
-                "{runs} seeds ({}), {failures} failing, {:.1} s wall, {:.1} seeds/s on {threads} threads",
+                "{runs} seeds ({}) on the {} shell, {failures} failing, {:.1} s wall, {:.1} seeds/s on {threads} threads",
                 names.join(", "),
+                shell.label(),
                 wall,
                 runs as f64 / wall.max(1e-9)
             );

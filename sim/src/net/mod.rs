@@ -56,6 +56,5 @@
 
 pub mod backend;
 pub mod proto;
-pub mod rng;
 pub mod scenario;
 pub mod server;

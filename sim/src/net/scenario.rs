@@ -18,8 +18,8 @@ use turmoil::net::{TcpListener, TcpStream};
 
 use super::backend::{BackendLauncher, NetBackend};
 use super::proto::{ErrorKind, Op, Reply, Request, Response};
-use super::rng::SplitMix64;
 use super::server::{serve, sim_now, CloseReason, ServerConfig, ServerEvent, ServerLog};
+use crate::rng::Rng;
 
 /// The server's TCP port.
 pub const PORT: u16 = 7000;
@@ -53,13 +53,13 @@ impl FaultKinds {
 
     /// Swarm selection: each kind on with probability 3/4, at least one on.
     pub fn swarm(seed: u64) -> FaultKinds {
-        let mut rng = SplitMix64::derive(seed, 1);
+        let mut rng = Rng::derive(seed, 1, 0);
         let mut k = FaultKinds {
-            partition: rng.chance(75),
-            hold: rng.chance(75),
-            client_crash: rng.chance(75),
-            server_crash: rng.chance(75),
-            launch_failures: rng.chance(75),
+            partition: rng.percent(75),
+            hold: rng.percent(75),
+            client_crash: rng.percent(75),
+            server_crash: rng.percent(75),
+            launch_failures: rng.percent(75),
         };
         if !(k.partition || k.hold || k.client_crash || k.server_crash) {
             k.partition = true;
@@ -300,7 +300,7 @@ struct Window {
 }
 
 fn plan(s: &NetScenario, kinds: FaultKinds) -> (Vec<(Duration, Nemesis)>, Vec<Window>) {
-    let mut rng = SplitMix64::derive(s.seed, 2);
+    let mut rng = Rng::derive(s.seed, 2, 0);
     let mut events = Vec::new();
     let mut windows = Vec::new();
     let secs = |d: u64| Duration::from_secs(d);
@@ -370,7 +370,7 @@ struct Broken;
 
 struct ClientCtx {
     idx: usize,
-    rng: SplitMix64,
+    rng: Rng,
     shared: Rc<Shared>,
     scenario: Rc<NetScenario>,
 }
@@ -824,7 +824,7 @@ pub fn run_on(s: &NetScenario, backend: NetBackend) -> NetReport {
             async move {
                 let idx = shared.incarnations.borrow().len();
                 let instance = sweep::instance_from(
-                    SplitMix64::derive(scenario.seed, 1000 + idx as u64).next_u64(),
+                    Rng::derive(scenario.seed, 1000 + idx as u64, 0).next_u64(),
                 );
                 let (launcher, fs) = backend.start(idx as u32, fail_next);
                 let pool = Pool::builder(scenario.pool.clone(), launcher)
@@ -867,7 +867,7 @@ pub fn run_on(s: &NetScenario, backend: NetBackend) -> NetReport {
                 lives[c] += 1;
                 lives[c]
             };
-            let rng = SplitMix64::derive(scenario.seed, (c as u64 + 1) << 32 | life);
+            let rng = Rng::derive(scenario.seed, (c as u64 + 1) << 32 | life, 0);
             ClientCtx {
                 idx: c,
                 rng,

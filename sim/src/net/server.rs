@@ -225,8 +225,12 @@ async fn handle_conn<L: ProcessLauncher>(
 
 fn session_error(e: &SessionError) -> Reply {
     let kind = match e {
-        SessionError::Ended { .. } => ErrorKind::SessionEnded,
-        SessionError::Unknown { .. } => ErrorKind::UnknownSession,
+        SessionError::Ended { .. } | SessionError::TeardownPending { .. } => {
+            ErrorKind::SessionEnded
+        }
+        SessionError::Unknown { .. } | SessionError::PoolUnhealthy { .. } => {
+            ErrorKind::UnknownSession
+        }
     };
     Reply::Error {
         kind,

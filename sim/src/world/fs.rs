@@ -220,6 +220,15 @@ impl World {
         }
     }
 
+    /// Release the marker lock at `path` if `holder` still holds it.
+    pub fn unlock_marker_of(&mut self, path: &Path, holder: (u32, u64)) {
+        if let Some(n) = self.fs.get_mut(path) {
+            if n.lock == Some(holder) {
+                n.lock = None;
+            }
+        }
+    }
+
     fn lock_is_live(&self, lock: Option<(u32, u64)>) -> bool {
         lock.is_some_and(|(pid, gen)| self.procs.get(&pid).is_some_and(|p| p.gen == gen))
     }

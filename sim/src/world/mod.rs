@@ -459,6 +459,28 @@ impl World {
         due
     }
 
+    /// When tree `(pgid, gen)` will be gone after an effective kill, if it is alive and
+    /// dying.
+    pub fn dying_at(&self, pgid: u32, gen: u64) -> Option<Timestamp> {
+        self.tree(pgid, gen).and_then(|t| t.dying_at)
+    }
+
+    /// Complete every death scheduled by an effective kill that is due by now (for drivers
+    /// that do not schedule an event per death). Returns how many trees died.
+    pub fn complete_due_deaths(&mut self) -> usize {
+        let now = self.now;
+        let due: Vec<u32> = self
+            .trees
+            .iter()
+            .filter(|(_, t)| t.dying_at.is_some_and(|d| d <= now))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in &due {
+            self.reap_tree(*p, "killed by signal 9");
+        }
+        due.len()
+    }
+
     /// Send `stage` to process group `pgid`, as `kill(-pgid, sig)` would: whatever group
     /// has that id now receives it. `expected_gen` is the leader generation the caller
     /// believes it is signalling; a mismatch (a reused PID) or a group that is not ours is

@@ -1,10 +1,11 @@
-//! The one pinned, portable PRNG that drives every random choice in a simulation.
+//! The workspace's one pinned, portable PRNG: SplitMix64 and Xoshiro256**.
 //!
-//! Xoshiro256** seeded through SplitMix64, written out here so that its output depends
-//! on nothing but this file: no crate upgrade, platform or feature flag can change a
-//! replay. Sub-streams (swarm configuration, workload, faults, each client) are derived
-//! from the master seed with [`Rng::derive`], so editing how one stream is used does not
-//! reshuffle the others.
+//! Written out here so that its output depends on nothing but this file: no crate
+//! upgrade, platform or feature flag can change it. The pool uses [`splitmix64`] to mix
+//! fresh instance ids; `browserpool-sim` drives every random choice of a simulation with
+//! [`Rng`], deriving sub-streams (swarm configuration, workload, faults, each client) from
+//! the master seed with [`Rng::derive`] so that editing how one stream is used does not
+//! reshuffle the others. It is not a cryptographic generator.
 
 /// SplitMix64 step: used to expand seeds and to derive sub-stream seeds.
 pub fn splitmix64(state: &mut u64) -> u64 {
@@ -77,6 +78,25 @@ impl Rng {
         let span = hi - lo + 1;
         // Lemire's multiply-shift; the tiny bias is irrelevant here and it is portable.
         lo + ((u128::from(self.next_u64()) * u128::from(span)) >> 64) as u64
+    }
+
+    /// A uniform integer in `0..n` (0 if `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.range(0, n - 1)
+        }
+    }
+
+    /// A uniform duration in `lo..=hi` milliseconds.
+    pub fn millis(&mut self, lo: u64, hi: u64) -> std::time::Duration {
+        std::time::Duration::from_millis(self.range(lo, hi))
+    }
+
+    /// True with probability `percent`/100.
+    pub fn percent(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
     }
 
     /// A uniform float in `[lo, hi)`.

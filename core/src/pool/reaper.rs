@@ -1,0 +1,128 @@
+//! The single reaper task: it feeds the machine its deadlines, refreshes
+//! the coarse activity clock every `tick` while anything reads it, and is restarted if
+//! it panics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Weak;
+
+use super::exec::Inner;
+use super::supervise::{catch, REAPER_RESTARTS_IN_A_ROW};
+use crate::backend::ProcessLauncher;
+use crate::config::CapacityPolicy;
+use crate::time::Timestamp;
+
+/// Run the reaper, restarting it after a panic. If it panics
+/// [`REAPER_RESTARTS_IN_A_ROW`] times without completing a round in between, the
+/// failure is not transient (a clock or machine that panics every time): the pool is
+/// marked unhealthy instead of spinning, and refuses new sessions from then on.
+pub(super) async fn supervise<L: ProcessLauncher>(weak: Weak<Inner<L>>) {
+    let mut in_a_row = 0;
+    loop {
+        let rounds = AtomicU64::new(0);
+        let result = catch(run(weak.clone(), &rounds)).await;
+        let Err(msg) = result else { return };
+        let Some(inner) = weak.upgrade() else { return };
+        in_a_row = if rounds.load(Ordering::Relaxed) > 0 {
+            1
+        } else {
+            in_a_row + 1
+        };
+        inner.supervision.count_panic();
+        let restarts = inner
+            .supervision
+            .reaper_restarts
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if in_a_row >= REAPER_RESTARTS_IN_A_ROW {
+            inner.supervision.set_unhealthy(format!(
+                "the reaper task panicked {in_a_row} times in a row (last: {msg}); idle \
+                 sessions are no longer reaped: shut the pool down and build a new one"
+            ));
+            return;
+        }
+        tracing::error!(panic = %msg, restarts, "the reaper task panicked; restarting it");
+        drop(inner);
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Whether activity stamps can matter now, so the coarse clock must stay within a tick:
+/// some session is live and something reads its stamps (idle reaping, LRU eviction, or
+/// an owner's grace period that is still running).
+fn stamps_read<L: ProcessLauncher>(inner: &Inner<L>, live: usize, now: Timestamp) -> bool {
+    let c = &inner.config;
+    live > 0
+        && (c.idle_timeout.is_some()
+            || c.capacity_policy == CapacityPolicy::EvictLru
+            || now.0 < inner.release_until.load(Ordering::Acquire))
+}
+
+/// The reaper proper. Each round: refresh the coarse clock, act on due deadlines and
+/// then sleep until the next deadline. While stamps are read it wakes every
+/// tick to refresh the coarse clock; those ticks take no lock, and a change to the
+/// machine (seen through `changes`) or a due deadline ends the round within a tick. When
+/// no stamp can matter (no live session, or nothing reads them), it sleeps until the
+/// next deadline or until the pool wakes it.
+async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let now = inner.clock.now();
+        inner.coarse.refresh(now);
+        {
+            let mut st = inner.lock();
+            if st.machine.poll_timeout().is_some_and(|t| t <= now) {
+                st.machine.handle_timeout(now);
+            }
+            let done = st.machine.is_shutting_down() && st.machine.is_empty();
+            inner.dispatch(st);
+            if done {
+                tracing::debug!("pool shut down and empty; reaper stops");
+                return;
+            }
+        }
+        // Listen before reading the next deadline, so that a change made by another task
+        // from here on wakes us (every change goes through `dispatch`, which notifies and
+        // counts; our own dispatch above has already done both).
+        let notified = inner.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (next, live, seen) = {
+            let st = inner.lock();
+            let seen = inner.changes.load(Ordering::Acquire);
+            (st.machine.poll_timeout(), st.machine.live_count(), seen)
+        };
+        let clock = inner.clock.clone();
+        // Holding the Arc while asleep is fine: dropping the Pool aborts this task.
+        if !stamps_read(&inner, live, now) {
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        biased;
+                        _ = notified => {}
+                        _ = clock.sleep_until(at) => {}
+                    }
+                }
+                None => notified.await,
+            }
+            rounds.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let mut now = now;
+        loop {
+            let tick = now.saturating_add(inner.config.tick);
+            clock.sleep_until(next.map_or(tick, |n| n.min(tick))).await;
+            rounds.fetch_add(1, Ordering::Relaxed);
+            now = clock.now();
+            inner.coarse.refresh(now);
+            if next.is_some_and(|n| n <= now)
+                || inner.changes.load(Ordering::Acquire) > seen
+                || inner.closed.load(Ordering::Acquire)
+            {
+                break;
+            }
+        }
+    }
+}
