@@ -89,7 +89,7 @@ pub use error::{
 };
 pub use fs::OsFilesystem;
 pub use lease::{Lease, OpGuard};
-pub use machine::{Action, Input, Lifecycle, MachineStats, Phase, Ticket};
+pub use machine::{Action, Input, Lifecycle, MachineStats, Phase, SessionInfo, Ticket};
 pub use pool::{Pool, PoolBuilder, ShutdownReport};
 pub use session::{Activity, EndReason, OwnerKey, RetireCause, SessionId};
 pub use stats::{PoolMemory, PoolStats, Totals};

@@ -705,3 +705,32 @@ fn concurrent_clients_never_exceed_max_browsers_and_leave_nothing() {
         entries(root.path())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn sessions_snapshot_lists_owner_busy_and_uses_and_forgets_finished_sessions() {
+    let root = tempfile::tempdir().unwrap();
+    let (pool, _l) = pool(cfg(root.path())).await;
+    let a = pool.acquire_for(OwnerKey::new("conn-a")).await.unwrap();
+    let b = pool.acquire().await.unwrap();
+    let op = a.begin_op().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let snap = pool.sessions();
+    assert_eq!(
+        snap.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![a.id(), b.id()]
+    );
+    assert_eq!(snap[0].owner, Some(OwnerKey::new("conn-a")));
+    assert!(snap[0].is_busy());
+    assert_eq!(snap[0].uses, 1);
+    assert_eq!(snap[1].owner, None);
+    assert!(!snap[1].is_busy());
+    assert!(snap[1].idle_for >= Duration::from_secs(1), "{:?}", snap[1]);
+    assert_eq!(snap[1].dir, pool.session_dir(b.id()));
+    drop(op);
+    pool.destroy(b.id()).await.unwrap();
+    settle().await;
+    let snap = pool.sessions();
+    assert_eq!(snap.iter().map(|s| s.id).collect::<Vec<_>>(), vec![a.id()]);
+    assert!(!snap[0].is_busy());
+    pool.shutdown().await;
+}

@@ -29,6 +29,9 @@
 //! `Gone`, so `max_browsers` bounds live process trees, not map entries.
 
 mod index;
+mod snapshot;
+
+pub use snapshot::SessionInfo;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
