@@ -129,3 +129,48 @@ impl<L: ProcessLauncher> Drop for OpGuard<'_, L> {
         }
     }
 }
+
+impl<L: ProcessLauncher> Lease<L> {
+    /// Like [`Lease::begin_op`], but the guard owns a clone of the lease, so it can be
+    /// kept across `.await` points, stored in a map or moved into another task (a CDP
+    /// proxy keeps one per command awaiting its response). Same guarantees: the session
+    /// is busy until the guard is dropped, activity is stamped at both ends, the use is
+    /// counted. Fails if the session has already ended.
+    pub fn begin_op_owned(&self) -> Result<OwnedOpGuard<L>, SessionError> {
+        if self.activity.is_ended() {
+            return Err(self.ended_error());
+        }
+        self.activity.begin_op(self.coarse.now());
+        Ok(OwnedOpGuard {
+            lease: self.clone(),
+        })
+    }
+}
+
+/// An operation in flight that owns its lease; see [`Lease::begin_op_owned`].
+#[must_use = "the operation counts as in flight only while the guard lives"]
+pub struct OwnedOpGuard<L: ProcessLauncher> {
+    lease: Lease<L>,
+}
+
+impl<L: ProcessLauncher> OwnedOpGuard<L> {
+    /// The lease the operation runs on.
+    pub fn lease(&self) -> &Lease<L> {
+        &self.lease
+    }
+}
+
+impl<L: ProcessLauncher> std::fmt::Debug for OwnedOpGuard<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedOpGuard")
+            .field("id", &self.lease.id)
+            .finish()
+    }
+}
+
+impl<L: ProcessLauncher> Drop for OwnedOpGuard<L> {
+    fn drop(&mut self) {
+        // End the operation exactly as a borrowed guard does (stamp, count, retire hint).
+        drop(OpGuard { lease: &self.lease });
+    }
+}

@@ -88,7 +88,7 @@ pub use error::{
     AcquireError, BackendError, BackendErrorKind, ConfigError, PoolError, SessionError,
 };
 pub use fs::OsFilesystem;
-pub use lease::{Lease, OpGuard};
+pub use lease::{Lease, OpGuard, OwnedOpGuard};
 pub use machine::{Action, Input, Lifecycle, MachineStats, Phase, SessionInfo, Ticket};
 pub use pool::{Pool, PoolBuilder, ShutdownReport};
 pub use session::{Activity, EndReason, OwnerKey, RetireCause, SessionId};
