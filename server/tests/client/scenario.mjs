@@ -4,14 +4,17 @@
 //
 // Usage: node scenario.mjs <scenario> '<json options>'
 // Prints one JSON object per line; the last line is the result.
+import { writeSync } from 'node:fs';
 import puppeteer from 'puppeteer-core';
 
 const [scenario, raw] = process.argv.slice(2);
 const opt = JSON.parse(raw ?? '{}');
-const say = (o) => console.log(JSON.stringify(o));
+// Written synchronously, so that a process.exit() right after cannot lose the line.
+const say = (o) => writeSync(1, `${JSON.stringify(o)}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const guard = setTimeout(() => { say({ error: `scenario ${scenario} hung` }); process.exit(3); }, opt.limitMs ?? 120000);
-guard.unref();
+// A referenced timer: it also keeps node from exiting quietly (status 0, no result) if
+// every pending promise is waiting on a socket that closed without settling it.
+const guard = setTimeout(() => { say({ error: `scenario ${scenario} hung` }); process.exit(3); }, opt.limitMs ?? 240000);
 
 const headers = opt.token ? { Authorization: `Bearer ${opt.token}` } : undefined;
 const connect = (browserWSEndpoint) =>
@@ -79,7 +82,9 @@ async function main() {
       return;
     }
     case 'crowd': {
-      const one = async (i) => {
+      const one = (i) => Promise.race([attempt(i),
+        sleep(90000).then(() => ({ i, ok: false, error: 'client hung for 90 s (its connection closed under it without settling)' }))]);
+      const attempt = async (i) => {
         const t0 = Date.now();
         let browser;
         try {
