@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use browserpool::{Activity, CoarseClock, Timestamp};
+use browserpool::{Activity, ActivityRef, CoarseClock, Timestamp};
 use browserpool_benches::floor::Floor;
 use browserpool_benches::ours::OursPool;
 use browserpool_benches::{run_touches, Pattern, Touch};
@@ -31,6 +31,18 @@ impl Touch for Boxed {
 struct Acts(Vec<Arc<Activity>>, Arc<CoarseClock>);
 
 impl Touch for Acts {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn touch(&self, i: usize) {
+        self.0[i].touch(self.1.now())
+    }
+}
+
+/// `Activity::touch(coarse.now())` through a plain `Vec<ActivityRef>`.
+struct Refs(Vec<ActivityRef>, Arc<CoarseClock>);
+
+impl Touch for Refs {
     fn len(&self) -> usize {
         self.0.len()
     }
@@ -70,8 +82,8 @@ fn main() {
         ),
     );
     measure(
-        "Vec<Arc<Activity>> of the pool's own cells",
-        &Acts(
+        "Vec<ActivityRef> of the pool's own cells (chunked)",
+        &Refs(
             pool.leases().iter().map(|l| l.activity().clone()).collect(),
             clock,
         ),

@@ -35,10 +35,11 @@ pub struct Options {
 }
 
 impl Options {
-    /// The full run: every size, 7 rounds of about 2 ms per sample.
+    /// The full run: every size of [`crate::COMPARE_SIZES`], 7 rounds of about 2 ms per
+    /// sample.
     pub fn full() -> Self {
         Options {
-            sizes: crate::SIZES.to_vec(),
+            sizes: crate::COMPARE_SIZES.to_vec(),
             rounds: 7,
             target: Duration::from_millis(2),
             moka_tti: crate::moka_cache::REAP_TTI,

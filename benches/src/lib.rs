@@ -49,14 +49,20 @@ pub mod moka_cache;
 pub mod naive;
 pub mod null_backend;
 pub mod ours;
+pub mod targets;
 pub mod touch;
 
 use std::time::Duration;
 
 pub use touch::{run_touches, Pattern, Touch};
 
-/// Session counts every benchmark is run at.
+/// Session counts every criterion benchmark is run at.
 pub const SIZES: [usize; 3] = [100, 10_000, 100_000];
+
+/// Session counts the `compare` binary measures: [`SIZES`] plus n = 1 000, where a full
+/// scan is still cheap enough for the naive design to be a fair rival (criterion keeps
+/// [`SIZES`] so that its history compares).
+pub const COMPARE_SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
 
 /// Expired sessions per reap tick.
 pub const EXPIRED: [usize; 3] = [0, 1, 100];

@@ -8,6 +8,7 @@
 use std::any::Any;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -73,8 +74,10 @@ pub struct MemoryUsage {
 ///   safety net called from `Drop`, possibly while unwinding, inside or outside a
 ///   runtime. It must not panic.
 /// - `find_orphans` reports only processes *proven* to use `dir` (never by name or PID
-///   alone: PIDs are reused), and `kill_orphan` re-checks that proof immediately before
-///   signalling, so a PID that changed hands in between is never killed.
+///   alone: PIDs are reused), whether their profile is `dir` itself or a profile
+///   directory inside it (see [`ProfileLayout`]), and `kill_orphan` re-checks that proof
+///   immediately before signalling, so a PID that changed hands in between is never
+///   killed.
 #[async_trait]
 pub trait ProcessLauncher: Send + Sync + 'static {
     /// The backend's handle to a live browser (for Chrome: the child, its process group
@@ -141,8 +144,33 @@ pub struct DirEntryInfo {
 pub enum MarkerState {
     /// Its OS lock is held: a live pool owns it. Never touch its directories.
     Live,
-    /// Its lock is free: the pool that made it is gone.
+    /// Its lock is free, or there is no marker at that path: the pool that made it is
+    /// gone.
     Dead,
+}
+
+/// Where [`Filesystem::probe_profile`] found a Chrome profile in a directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProfileLayout {
+    /// The directory itself is the profile (`--user-data-dir=<dir>`, as an older server
+    /// may have launched Chrome).
+    Root,
+    /// Its `profile/` subdirectory is (`--user-data-dir=<dir>/profile`, as
+    /// `browserpool-chrome` launches it).
+    Subdir,
+}
+
+/// What a no-follow look into a leftover directory found
+/// ([`Filesystem::probe_profile`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProfileProbe {
+    /// How long ago anything looked at changed: now minus the newest modification time
+    /// among the directory, its `profile/` subdirectory and the profile entries found,
+    /// measured on the filesystem's own clock (the host's for real files, simulated time
+    /// in a simulation). Zero if a time lies in the future.
+    pub age: Duration,
+    /// Where a Chrome profile was found, if anywhere.
+    pub layout: Option<ProfileLayout>,
 }
 
 /// A held ownership marker. The OS lock is released when this is dropped or when the
@@ -157,16 +185,27 @@ impl fmt::Debug for MarkerLock {
 
 /// Creates, lists and removes session directories and pool markers.
 ///
-/// Guarantees an implementation must give:
+/// Guarantees an implementation must give (the sweep's marker protocol in
+/// [`crate::sweep`] relies on them):
 /// - nothing follows a symbolic link: listing uses `lstat`, removal unlinks a symlink
-///   instead of descending into it, at every depth;
+///   instead of descending into it, at every depth, and probes open nothing through one;
 /// - `create_dir` makes a new directory private to the current user (0700) and fails
 ///   with `AlreadyExists` if anything is already at that path;
 /// - `remove_dir_all` of a path that does not exist succeeds (it is idempotent);
 /// - `lock_marker` creates the marker if needed and holds an exclusive OS lock on it that
 ///   the OS releases when the process dies (`flock`), so a live pool is recognisable and
-///   a dead one is not;
-/// - `probe_marker` never blocks: it reports `Live` if another holder has the lock.
+///   a dead one is not. While another process holds the lock only for an instant (a
+///   probe, a sweeper removing a dead marker), it waits a bounded time (about two
+///   seconds) instead of failing; if the path no longer names the file it locked (a
+///   sweeper unlinked it meanwhile), it starts again with a new file;
+/// - `probe_marker` never blocks, never creates anything and takes at most a shared lock
+///   for an instant: `Live` if another holder has the lock, `Dead` if the lock is free or
+///   nothing is at the path, an error if the path is not a regular file of the current
+///   user (a symlink, a directory, a fifo, another user's file);
+/// - `remove_dead_marker` unlinks a marker only while holding its exclusive lock and
+///   after checking that the path still names the file it locked;
+/// - `probe_profile` reads only metadata (`lstat`, `O_NOFOLLOW` opens), never follows a
+///   symlink and never writes.
 #[async_trait]
 pub trait Filesystem: Send + Sync + 'static {
     /// The user id this process runs as; entries owned by anyone else are never touched.
@@ -189,12 +228,23 @@ pub trait Filesystem: Send + Sync + 'static {
     /// The same, synchronously, for the Drop safety net.
     fn remove_dir_all_sync(&self, path: &Path) -> Result<(), BackendError>;
 
-    /// Remove a file (a dead pool's marker). Missing counts as success.
-    async fn remove_file(&self, path: &Path) -> Result<(), BackendError>;
+    /// Remove the marker at `path` if no live process holds it: take its exclusive lock
+    /// without waiting, check that the path still names the locked file, unlink it, then
+    /// release the lock. `Ok(true)` if no marker remains at `path` (removed now, or
+    /// already gone); `Ok(false)` if it is locked (its pool is alive after all) or was
+    /// replaced meanwhile: it is left alone.
+    async fn remove_dead_marker(&self, path: &Path) -> Result<bool, BackendError>;
 
     /// Create (if needed) and exclusively lock the marker at `path`.
     async fn lock_marker(&self, path: &Path) -> Result<MarkerLock, BackendError>;
 
     /// Whether the marker at `path` is locked by a live process.
     async fn probe_marker(&self, path: &Path) -> Result<MarkerState, BackendError>;
+
+    /// Look into the directory at `path` without following symlinks: whether it or its
+    /// `profile/` subdirectory (a real directory) holds a Chrome profile (a
+    /// `SingletonLock` entry of any kind, a regular file `Local State` or a real
+    /// directory `Default`), and how long ago any of that changed. An error if `path`
+    /// is not a real directory.
+    async fn probe_profile(&self, path: &Path) -> Result<ProfileProbe, BackendError>;
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::sweep::LegacyPattern;
 
 /// What happens when a session is requested while `max_browsers` process trees are live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,11 +108,28 @@ pub struct PoolConfig {
     /// `std::env::temp_dir()`.
     pub root: PathBuf,
     /// Name prefix of session directories and pool markers under `root`. Default
-    /// `"browserpool-"`. A server migrating from `chromelambda-<uuid>` directories sets
-    /// `"chromelambda-"` so that the first start sweeps the old leftovers.
+    /// `"browserpool-"`. The startup sweep removes only entries whose names are this
+    /// pool's exact shapes (`<prefix><instance>-<n>`, `<prefix><instance>.lock`), so the
+    /// prefix may be shared with other software; it must still pass the rules of
+    /// [`PoolConfig::validate`] (at least 4 characters, ending in `-` or `_`, not a
+    /// shared system prefix).
     pub prefix: String,
     /// Run the startup sweep when the pool is built. Default true.
     pub sweep_on_start: bool,
+    /// Names of an earlier server's leftover directories that the startup sweep may
+    /// remove, for example [`LegacyPattern::uuid`]`("chromelambda-")` for a server
+    /// migrating from `chromelambda-<uuid>` directories. A directory matching one is
+    /// removed only if it is a real directory of the current user, holds a Chrome profile
+    /// (in itself or in `profile/`), has not changed for [`PoolConfig::legacy_min_age`],
+    /// and the launcher's proven processes in it could be killed first. Default empty:
+    /// nothing that is not this pool's own is ever removed.
+    pub legacy: Vec<LegacyPattern>,
+    /// How long a legacy directory must have gone unchanged (its own, its `profile/` and
+    /// its profile entries' modification times) before the sweep may remove it, so that
+    /// an old server still running during a rolling deploy keeps its sessions. Default
+    /// 1 hour: twice the default `idle_timeout`, longer than this pool would keep an idle
+    /// session itself. Must be positive.
+    pub legacy_min_age: Duration,
     /// How many ended sessions are remembered so that a late caller learns why its
     /// session ended. Older ones are forgotten first. Default 4096.
     pub tombstones: usize,
@@ -140,6 +158,8 @@ impl Default for PoolConfig {
             root: std::env::temp_dir(),
             prefix: "browserpool-".to_owned(),
             sweep_on_start: true,
+            legacy: Vec::new(),
+            legacy_min_age: Duration::from_secs(3600),
             tombstones: 4096,
         }
     }
@@ -148,6 +168,14 @@ impl Default for PoolConfig {
 impl PoolConfig {
     /// Check every field; the first problem found is returned with the field's name and
     /// what to do about it.
+    ///
+    /// The prefix rule (for `prefix` and every `legacy[i].prefix`): at least 4
+    /// characters, all of `[A-Za-z0-9._-]`, ending in `-` or `_`, and, compared
+    /// ASCII-case-insensitively, neither starting with nor being the start of one of
+    /// [`SHARED_PREFIXES`] (`tmp`, `temp`, `systemd-`, `snap-`, `chromium`,
+    /// `org.chromium`, `.`, `puppeteer`, `playwright`, `scoped_dir`). So `tmp-`, `TEMP_`,
+    /// `systemd-x-`, `.cache-` and `scoped_` are refused; `browserpool-` and
+    /// `chromelambda-` are fine.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_browsers == 0 {
             return Err(ConfigError::ZeroMaxBrowsers);
@@ -162,6 +190,7 @@ impl PoolConfig {
             ("remove_backoff.max", Some(self.remove_backoff.max)),
             ("idle_timeout", self.idle_timeout),
             ("max_lifetime", self.max_lifetime),
+            ("legacy_min_age", Some(self.legacy_min_age)),
             (
                 "capacity_policy.Wait.timeout",
                 match self.capacity_policy {
@@ -195,7 +224,10 @@ impl PoolConfig {
         if self.tombstones == 0 {
             return Err(ConfigError::ZeroTombstones);
         }
-        validate_prefix(&self.prefix)?;
+        validate_prefix("prefix", &self.prefix)?;
+        for (i, p) in self.legacy.iter().enumerate() {
+            validate_prefix(&format!("legacy[{i}].prefix"), &p.prefix)?;
+        }
         if !self.root.is_absolute() {
             return Err(ConfigError::RelativeRoot {
                 root: self.root.clone(),
@@ -205,16 +237,53 @@ impl PoolConfig {
     }
 }
 
-/// A prefix must be a plain, non-empty file-name fragment of safe characters, so that a
-/// sweep can never match `.`/`..`, cross a directory boundary or match everything.
-fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
-    let ok_chars = prefix
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if prefix.len() < 3 || !ok_chars || prefix.starts_with('.') {
-        return Err(ConfigError::BadPrefix {
+/// Prefixes that other software uses under shared temporary directories. A pool prefix
+/// (or legacy prefix) may neither start with one of these nor be the start of one,
+/// compared ASCII-case-insensitively (some filesystems ignore case, and tools vary it:
+/// `Temp`, `TMP`).
+pub const SHARED_PREFIXES: &[&str] = &[
+    "tmp",          // Python tempfile, mktemp(1), many others
+    "temp",         // Windows-style and assorted tools
+    "systemd-",     // systemd-private-*
+    "snap-",        // snap-private-tmp
+    "chromium",     // Chromium's own scratch directories
+    "org.chromium", // org.chromium.Chromium.* (Chromium's scoped temp dirs)
+    ".",            // hidden entries: .X11-unix, .ICE-unix, ..
+    "puppeteer",    // puppeteer_dev_chrome_profile-*
+    "playwright",   // playwright_chromiumdev_profile-*
+    "scoped_dir",   // Chromium's ScopedTempDir
+];
+
+/// The prefix rule: at least 4 characters, all of `[A-Za-z0-9._-]`, ending in `-` or `_`
+/// (so the prefix ends at a word boundary and `bp-` never takes `bpf...`), and, compared
+/// ASCII-case-insensitively, neither starting with an entry of [`SHARED_PREFIXES`] (so
+/// `tmp-`, `TEMP_`, `systemd-x-` and `.cache-` are refused) nor being the start of one.
+fn validate_prefix(field: &str, prefix: &str) -> Result<(), ConfigError> {
+    let bad = |why: &'static str| {
+        Err(ConfigError::BadPrefix {
+            field: field.to_owned(),
             prefix: prefix.to_owned(),
-        });
+            why,
+        })
+    };
+    if prefix.len() < 4 {
+        return bad("it is shorter than 4 characters");
+    }
+    if !prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return bad("it has characters other than [A-Za-z0-9._-]");
+    }
+    if !prefix.ends_with(['-', '_']) {
+        return bad("it does not end in '-' or '_'");
+    }
+    let lower = prefix.to_ascii_lowercase();
+    if SHARED_PREFIXES
+        .iter()
+        .any(|s| lower.starts_with(s) || s.starts_with(lower.as_str()))
+    {
+        return bad("other software names its entries under a shared temporary directory like this (tmp, temp, systemd-, snap-, chromium, org.chromium, '.', ...)");
     }
     Ok(())
 }
@@ -255,7 +324,7 @@ mod tests {
                 field: "idle_timeout"
             })
         );
-        for prefix in ["", "..", "a/b", "x", ".hidden", "tmp*"] {
+        for prefix in ["", "..", "a/b", "x", ".hidden", "tmp*", "bp-"] {
             let bad = PoolConfig {
                 prefix: prefix.to_owned(),
                 ..PoolConfig::default()
@@ -281,6 +350,111 @@ mod tests {
             bad.validate(),
             Err(ConfigError::TickLongerThanReapInterval { .. })
         ));
+    }
+
+    #[test]
+    fn prefixes_that_other_software_shares_are_refused() {
+        let refused = [
+            // The defect: with root /tmp, `tmp` took every directory Python's tempfile
+            // makes (`tmpXXXXXXXX`).
+            "tmp",
+            "tmp-",
+            "tmp_",
+            "TMP_",
+            "Tmp-x-",
+            "temp_",
+            "Temp-",
+            "temporal-", // starts with "temp": refused too, the rule is by prefix
+            "systemd-",
+            "systemd-x-",
+            "SYSTEMD-private-",
+            "snap-",
+            "snap-x_",
+            "chromium-",
+            "Chromium_pool-",
+            "org.chromium-",
+            "org.chromium.Chromium.",
+            ".bp-",
+            ".cache-",
+            "puppeteer_dev_chrome_profile-",
+            "scoped_",
+            "scoped_dir-",
+            // shorter than 4 characters
+            "bp-",
+            "b_-",
+            // not ending in '-' or '_'
+            "browserpool",
+            "chromelambda",
+            "bpool.",
+            // characters
+            "bp/x-",
+            "bp x-",
+            "bp*-",
+            "bpé-",
+        ];
+        for prefix in refused {
+            let bad = PoolConfig {
+                prefix: prefix.to_owned(),
+                ..PoolConfig::default()
+            };
+            match bad.validate() {
+                Err(ConfigError::BadPrefix {
+                    field, prefix: p, ..
+                }) => {
+                    assert_eq!((field.as_str(), p.as_str()), ("prefix", prefix))
+                }
+                other => panic!("{prefix:?} was not refused: {other:?}"),
+            }
+        }
+        for ok in [
+            "browserpool-",
+            "chromelambda-",
+            "bpx-",
+            "bp_x_",
+            "my.app-",
+            "sys-",
+            "snapshot_",
+        ] {
+            let good = PoolConfig {
+                prefix: ok.to_owned(),
+                ..PoolConfig::default()
+            };
+            assert_eq!(good.validate(), Ok(()), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn legacy_patterns_obey_the_prefix_rule_and_the_minimum_age_is_positive() {
+        let bad = PoolConfig {
+            legacy: vec![
+                LegacyPattern::uuid("chromelambda-"),
+                LegacyPattern::uuid("tmp"),
+            ],
+            ..PoolConfig::default()
+        };
+        match bad.validate() {
+            Err(e @ ConfigError::BadPrefix { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("legacy[1].prefix"), "{msg}");
+                assert!(msg.contains("\"tmp\""), "{msg}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = PoolConfig {
+            legacy_min_age: Duration::ZERO,
+            ..PoolConfig::default()
+        };
+        assert_eq!(
+            bad.validate(),
+            Err(ConfigError::ZeroDuration {
+                field: "legacy_min_age"
+            })
+        );
+        let good = PoolConfig {
+            legacy: vec![LegacyPattern::uuid("chromelambda-")],
+            ..PoolConfig::default()
+        };
+        assert_eq!(good.validate(), Ok(()));
     }
 
     #[test]

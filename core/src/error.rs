@@ -39,11 +39,17 @@ pub enum ConfigError {
     /// `tombstones` is zero.
     #[error("tombstones is 0: keep at least one so late callers learn why their session ended")]
     ZeroTombstones,
-    /// The prefix is empty, too short or has characters that could match more than ours.
-    #[error("prefix {prefix:?} is unsafe for sweeping: use at least 3 characters of [A-Za-z0-9._-], not starting with '.'")]
+    /// A name prefix (the pool's, or a legacy pattern's) could take entries that belong
+    /// to other software. See [`PoolConfig::validate`](crate::PoolConfig::validate) for
+    /// the exact rule.
+    #[error("{field} {prefix:?} is refused because {why}: use at least 4 characters of [A-Za-z0-9._-] ending in '-' or '_' that no shared tool uses, such as \"browserpool-\"")]
     BadPrefix {
+        /// Which field: `prefix` or `legacy[i].prefix`.
+        field: String,
         /// The refused prefix.
         prefix: String,
+        /// What is wrong with it.
+        why: &'static str,
     },
     /// The root is a relative path, which would depend on the working directory.
     #[error("root {root:?} is relative: give an absolute directory such as /tmp")]

@@ -3,11 +3,17 @@
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rustix::fs::{flock, FlockOperation};
+use rustix::fd::OwnedFd;
+use rustix::fs::{
+    flock, fstat, openat, statat, AtFlags, FileType, FlockOperation, Mode, OFlags, CWD,
+};
 
-use crate::backend::{DirEntryInfo, EntryKind, Filesystem, MarkerLock, MarkerState};
+use crate::backend::{
+    DirEntryInfo, EntryKind, Filesystem, MarkerLock, MarkerState, ProfileLayout, ProfileProbe,
+};
 use crate::error::{BackendError, BackendErrorKind};
 
 /// The host's filesystem, used by real backends.
@@ -15,8 +21,14 @@ use crate::error::{BackendError, BackendErrorKind};
 /// - Listing uses `lstat` (`symlink_metadata`): nothing is followed.
 /// - Removal uses `std::fs::remove_dir_all`, which unlinks symlinks instead of descending
 ///   into them at every depth; a top-level symlink is unlinked, never followed.
-/// - Directories are created 0700; markers are opened with `O_NOFOLLOW` and held with a
-///   non-blocking exclusive `flock`, which the kernel releases when the process dies.
+/// - Directories are created 0700; markers are opened with `O_NOFOLLOW | O_NONBLOCK`,
+///   must be regular files of the current user, and are held with an exclusive `flock`,
+///   which the kernel releases when the process dies. Probes take a non-blocking shared
+///   `flock` for an instant; taking a marker retries for up to two seconds while someone
+///   else holds it.
+/// - Profile probes open directories with `O_NOFOLLOW | O_DIRECTORY` and `lstat` entries
+///   relative to them (`fstatat(AT_SYMLINK_NOFOLLOW)`); ages are measured against the
+///   host's wall clock, since modification times are wall-clock times.
 /// - Blocking calls run on tokio's blocking pool from the async methods.
 #[derive(Clone, Debug, Default)]
 pub struct OsFilesystem;
@@ -100,59 +112,193 @@ fn remove_tree(path: &Path) -> Result<(), BackendError> {
     }
 }
 
-fn open_marker(path: &Path, create: bool) -> std::io::Result<fs::File> {
+fn open_marker(op: &'static str, path: &Path, create: bool) -> Result<fs::File, BackendError> {
     let mut o = OpenOptions::new();
+    // O_NONBLOCK: a fifo planted at the marker's path must not hang the open.
     o.read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC).bits() as i32)
         .mode(0o600);
     if create {
         o.write(true).create(true);
     }
-    o.open(path)
+    let file = o
+        .open(path)
+        .map_err(|e| BackendError::from_io(op, path, &e))?;
+    // Only a regular file of ours can be a marker (O_NOFOLLOW already refused a symlink).
+    let md = file
+        .metadata()
+        .map_err(|e| BackendError::from_io(op, path, &e))?;
+    if !md.file_type().is_file() || md.uid() != rustix::process::getuid().as_raw() {
+        return Err(BackendError::new(
+            op,
+            BackendErrorKind::Other,
+            format!(
+                "not a regular file of uid {} (a {:?} of uid {}): not a pool marker",
+                rustix::process::getuid().as_raw(),
+                md.file_type(),
+                md.uid()
+            ),
+        )
+        .at(path));
+    }
+    Ok(file)
 }
 
+/// Whether the path still names the file `file` is open on (nobody unlinked or
+/// replaced it).
+fn still_named(file: &fs::File, path: &Path) -> bool {
+    let held = file.metadata().map(|m| (m.dev(), m.ino())).ok();
+    let named = fs::symlink_metadata(path).map(|m| (m.dev(), m.ino())).ok();
+    held.is_some() && held == named
+}
+
+/// How long `lock_marker` keeps retrying while someone else holds the lock: a probe
+/// holds it for an instant, a sweeper removing a dead marker for an `unlink`. A live
+/// pool holding it (the same instance id twice) holds it for good.
+const MARKER_WAIT: Duration = Duration::from_secs(2);
+
 fn lock_marker(path: &Path) -> Result<MarkerLock, BackendError> {
-    for _ in 0..5 {
-        let file = open_marker(path, true).map_err(|e| BackendError::from_io("lock", path, &e))?;
+    let deadline = Instant::now() + MARKER_WAIT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let file = open_marker("lock", path, true)?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            // A sweeper may have unlinked the file between our open and our lock; then
+            // we hold a lock on nothing. Check that the path still names the file we
+            // locked, and start over with a new one if not.
+            Ok(()) if still_named(&file, path) => return Ok(MarkerLock(Box::new(file))),
             Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {}
             Err(e) => {
-                return Err(BackendError::new(
-                    "lock",
-                    BackendErrorKind::Busy,
-                    format!("marker is held by another process: {e}"),
+                return Err(
+                    BackendError::new("lock", BackendErrorKind::Other, e.to_string()).at(path),
                 )
-                .at(path))
             }
         }
-        // A sweeper may have unlinked the file between our open and our lock; then we
-        // hold a lock on nothing. Check that the path still names the file we locked.
-        let held = file.metadata().map(|m| (m.dev(), m.ino())).ok();
-        let named = fs::symlink_metadata(path).map(|m| (m.dev(), m.ino())).ok();
-        if held.is_some() && held == named {
-            return Ok(MarkerLock(Box::new(file)));
+        drop(file);
+        if Instant::now() >= deadline {
+            return Err(BackendError::new(
+                "lock",
+                BackendErrorKind::Busy,
+                format!(
+                    "marker stayed held by another process for {MARKER_WAIT:?}: another live pool uses this instance id"
+                ),
+            )
+            .at(path));
         }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
-    Err(BackendError::new(
-        "lock",
-        BackendErrorKind::Busy,
-        "marker kept being replaced while locking",
-    )
-    .at(path))
 }
 
 fn probe_marker(path: &Path) -> Result<MarkerState, BackendError> {
-    let file = match open_marker(path, false) {
+    let file = match open_marker("probe", path, false) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(MarkerState::Dead),
-        Err(e) => return Err(BackendError::from_io("probe", path, &e)),
+        Err(e) if e.kind == BackendErrorKind::NotFound => return Ok(MarkerState::Dead),
+        Err(e) => return Err(e),
     };
-    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-        // We got the lock, so nobody holds it; dropping `file` releases it again.
+    // A shared lock: probes do not exclude each other. A pool taking its marker at this
+    // instant waits for us (see `lock_marker`). Dropping `file` releases the lock.
+    match flock(&file, FlockOperation::NonBlockingLockShared) {
         Ok(()) => Ok(MarkerState::Dead),
         Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(MarkerState::Live),
         Err(e) => Err(BackendError::new("probe", BackendErrorKind::Other, e.to_string()).at(path)),
     }
+}
+
+fn remove_dead_marker(path: &Path) -> Result<bool, BackendError> {
+    let file = match open_marker("remove", path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind == BackendErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => return Ok(false),
+        Err(e) => {
+            return Err(
+                BackendError::new("remove", BackendErrorKind::Other, e.to_string()).at(path),
+            )
+        }
+    }
+    if !still_named(&file, path) {
+        return Ok(false); // replaced meanwhile: not the file we proved dead
+    }
+    // Unlink while holding the lock, so no pool can have taken it in between.
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(BackendError::from_io("remove", path, &e)),
+    }
+}
+
+fn mtime(st: &rustix::fs::Stat) -> SystemTime {
+    let secs = u64::try_from(st.st_mtime).unwrap_or(0);
+    let nanos = u32::try_from(st.st_mtime_nsec)
+        .unwrap_or(0)
+        .min(999_999_999);
+    UNIX_EPOCH + Duration::new(secs, nanos)
+}
+
+/// The profile entries found directly in `dir`, with the newest of their mtimes.
+fn profile_entries(dir: &OwnedFd) -> Result<Option<SystemTime>, rustix::io::Errno> {
+    let mut newest = None;
+    for (name, want) in [
+        ("SingletonLock", None), // a symlink Chromium makes; any kind counts
+        ("Local State", Some(FileType::RegularFile)),
+        ("Default", Some(FileType::Directory)),
+    ] {
+        match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                if want.is_none_or(|w| FileType::from_raw_mode(st.st_mode) == w) {
+                    newest = newest.max(Some(mtime(&st)));
+                }
+            }
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(newest)
+}
+
+fn open_dir_nofollow(at: impl rustix::fd::AsFd, name: &Path) -> rustix::io::Result<OwnedFd> {
+    openat(
+        at,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+fn probe_profile(path: &Path) -> Result<ProfileProbe, BackendError> {
+    let err = |e: rustix::io::Errno| {
+        BackendError::from_io("probe_profile", path, &std::io::Error::from(e))
+    };
+    // Every step is relative to a directory opened without following symlinks, so
+    // nothing swapped in meanwhile redirects the look elsewhere.
+    let dir = open_dir_nofollow(CWD, path).map_err(err)?;
+    let mut newest = mtime(&fstat(&dir).map_err(err)?);
+    let mut layout = None;
+    if let Some(t) = profile_entries(&dir).map_err(err)? {
+        newest = newest.max(t);
+        layout = Some(ProfileLayout::Root);
+    }
+    match open_dir_nofollow(&dir, Path::new("profile")) {
+        Ok(sub) => {
+            newest = newest.max(mtime(&fstat(&sub).map_err(err)?));
+            if let Some(t) = profile_entries(&sub).map_err(err)? {
+                newest = newest.max(t);
+                layout = layout.or(Some(ProfileLayout::Subdir));
+            }
+        }
+        // Missing, a symlink (ELOOP) or not a directory: no profile there.
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {}
+        Err(e) => return Err(err(e)),
+    }
+    let age = SystemTime::now()
+        .duration_since(newest)
+        .unwrap_or(Duration::ZERO);
+    Ok(ProfileProbe { age, layout })
 }
 
 #[async_trait]
@@ -190,15 +336,9 @@ impl Filesystem for OsFilesystem {
         remove_tree(path)
     }
 
-    async fn remove_file(&self, path: &Path) -> Result<(), BackendError> {
+    async fn remove_dead_marker(&self, path: &Path) -> Result<bool, BackendError> {
         let p = path.to_owned();
-        blocking("remove", move || match fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(BackendError::from_io("remove", &p, &e))
-            }
-            _ => Ok(()),
-        })
-        .await
+        blocking("remove", move || remove_dead_marker(&p)).await
     }
 
     async fn lock_marker(&self, path: &Path) -> Result<MarkerLock, BackendError> {
@@ -209,5 +349,10 @@ impl Filesystem for OsFilesystem {
     async fn probe_marker(&self, path: &Path) -> Result<MarkerState, BackendError> {
         let p = path.to_owned();
         blocking("probe", move || probe_marker(&p)).await
+    }
+
+    async fn probe_profile(&self, path: &Path) -> Result<ProfileProbe, BackendError> {
+        let p = path.to_owned();
+        blocking("probe_profile", move || probe_profile(&p)).await
     }
 }

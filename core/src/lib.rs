@@ -11,8 +11,10 @@
 //! - a **Drop safety net**: dropping the [`Pool`] (or anything owning a live browser)
 //!   kills the process tree and removes the directory, in any context;
 //! - a **startup sweep** of what a crashed predecessor left under the root
-//!   ([`sweep`]), which never follows a symlink, never touches another user's entries
-//!   and never touches a live pool's directories.
+//!   ([`sweep`]), which removes only what it can prove is ours (a dead pool's session
+//!   directories, or an old Chrome profile matching a configured [`LegacyPattern`]),
+//!   never follows a symlink, never touches another user's entries and never touches a
+//!   live pool's directories.
 //!
 //! Every decision is made by [`Lifecycle`], a pure, deterministic state machine
 //! (sans-IO, in the style of `quinn-proto`). [`Pool`] is the thin async shell that feeds
@@ -81,7 +83,7 @@ pub mod time;
 
 pub use backend::{
     DirEntryInfo, EntryKind, Filesystem, KillStage, LaunchSpec, MarkerLock, MarkerState,
-    MemoryUsage, Orphan, ProcessLauncher,
+    MemoryUsage, Orphan, ProcessLauncher, ProfileLayout, ProfileProbe,
 };
 pub use config::{Backoff, CapacityPolicy, PoolConfig};
 pub use error::{
@@ -91,7 +93,7 @@ pub use fs::OsFilesystem;
 pub use lease::{Lease, OpGuard, OwnedOpGuard};
 pub use machine::{Action, Input, Lifecycle, MachineStats, Phase, SessionInfo, Ticket};
 pub use pool::{Pool, PoolBuilder, ShutdownReport};
-pub use session::{Activity, EndReason, OwnerKey, RetireCause, SessionId};
+pub use session::{Activity, ActivityRef, EndReason, OwnerKey, RetireCause, SessionId};
 pub use stats::{PoolMemory, PoolStats, Totals};
-pub use sweep::SweepReport;
+pub use sweep::{LegacyPattern, LegacyShape, SweepReport};
 pub use time::{Clock, CoarseClock, Timestamp, TokioClock};

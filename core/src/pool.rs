@@ -1,7 +1,6 @@
 //! The async [`Pool`]: a thin shell that feeds the [`Lifecycle`] machine and carries out
 //! its actions through the backend traits.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -177,94 +176,7 @@ fn fresh_instance() -> String {
     sweep::instance_from(z ^ (z >> 31))
 }
 
-/// Run the startup sweep: list, probe markers, plan, then kill proven orphans and remove.
-pub async fn startup_sweep<L: ProcessLauncher>(
-    config: &PoolConfig,
-    own_instance: &str,
-    launcher: &L,
-    fs: &dyn Filesystem,
-) -> Result<SweepReport, PoolError> {
-    let entries = fs
-        .list_prefixed(&config.root, &config.prefix)
-        .await
-        .map_err(PoolError::Sweep)?;
-    let mut markers = BTreeMap::new();
-    for e in &entries {
-        if let sweep::ParsedName::Marker { instance } = sweep::parse_name(&config.prefix, &e.name) {
-            if e.kind == crate::backend::EntryKind::File && instance != own_instance {
-                let st = fs.probe_marker(&e.path).await.map_err(|e| e.to_string());
-                markers.insert(instance, st);
-            }
-        }
-    }
-    let plan = sweep::plan(
-        &config.prefix,
-        own_instance,
-        fs.current_uid(),
-        &entries,
-        &markers,
-    );
-    let mut report = SweepReport {
-        skipped: plan
-            .skipped
-            .into_iter()
-            .filter(|s| s.reason != sweep::SkipReason::Ours)
-            .collect(),
-        ..SweepReport::default()
-    };
-    for d in &plan.dirs {
-        match launcher.find_orphans(&d.path).await {
-            Ok(orphans) => {
-                for o in orphans {
-                    match launcher.kill_orphan(&o).await {
-                        Ok(true) => {
-                            tracing::warn!(dir = %d.path.display(), pid = o.pid, proof = %o.proof,
-                                "startup sweep killed an orphaned browser process");
-                            report.killed.push(o);
-                        }
-                        Ok(false) => {
-                            tracing::info!(
-                                pid = o.pid,
-                                "orphan's proof no longer holds; not killed"
-                            )
-                        }
-                        Err(e) => report.failed.push((d.path.clone(), e)),
-                    }
-                }
-            }
-            Err(e) => {
-                report.failed.push((d.path.clone(), e));
-                continue; // never remove a directory whose processes we could not check
-            }
-        }
-        match fs.remove_dir_all(&d.path).await {
-            Ok(()) => report.removed.push(d.path.clone()),
-            Err(e) => report.failed.push((d.path.clone(), e)),
-        }
-    }
-    for m in &plan.markers {
-        match fs.remove_file(&m.path).await {
-            Ok(()) => report.removed.push(m.path.clone()),
-            Err(e) => report.failed.push((m.path.clone(), e)),
-        }
-    }
-    for s in &report.skipped {
-        tracing::info!(path = %s.path.display(), reason = %s.reason, "startup sweep skipped");
-    }
-    for (p, e) in &report.failed {
-        tracing::error!(path = %p.display(), error = %e, "startup sweep could not clean; the next start retries");
-    }
-    if !report.is_clean() {
-        tracing::info!(
-            removed = report.removed.len(),
-            killed = report.killed.len(),
-            skipped = report.skipped.len(),
-            failed = report.failed.len(),
-            "startup sweep done"
-        );
-    }
-    Ok(report)
-}
+pub use crate::sweep::startup_sweep;
 
 async fn reaper<L: ProcessLauncher>(weak: Weak<Inner<L>>) {
     loop {
@@ -719,7 +631,6 @@ impl<L: ProcessLauncher> Pool<L> {
             process,
             coarse: self.inner.coarse.clone(),
             pool: Arc::downgrade(&self.inner),
-            max_uses: self.inner.config.max_uses.unwrap_or(u64::MAX),
         })
     }
 

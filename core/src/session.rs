@@ -7,7 +7,20 @@ use std::time::Duration;
 
 use crate::time::Timestamp;
 
-/// Identifies a session within one pool. Issued in increasing order, never reused.
+/// Identifies a session within one pool.
+///
+/// **Guarantee:** a pool issues ids 1, 2, 3, ... in the order it admits requests, one per
+/// session, and never reuses one, so an id names one session forever: a caller holding
+/// the id of an ended session gets that session's end reason (or
+/// [`SessionError::Unknown`](crate::SessionError::Unknown) once forgotten), never another
+/// session. The number is what [`Display`](fmt::Display) shows (`s17`) and what the
+/// session directory is named after (`<prefix><instance>-17`, see [`crate::sweep`]).
+///
+/// The id is also how the lifecycle machine finds a session in O(1): its table is
+/// direct-mapped, so the id's low bits are the slot and the rest acts as the slot's
+/// generation (a stale id no longer matches what its slot holds). That is why the id
+/// stays a plain counter rather than a packed slot and generation: names on disk, traces
+/// and parsed ids keep working unchanged, and the lookup still needs no hashing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SessionId(pub u64);
 
@@ -129,6 +142,83 @@ impl fmt::Display for EndReason {
 const STATE_LIVE: u8 = 0;
 const STATE_ENDED: u8 = 1;
 
+/// Activity cells per [`ActivityRef`] chunk.
+pub(crate) const CELLS_PER_CHUNK: usize = 64;
+
+/// Activity cells allocated together, so that the cells of sessions launched one after
+/// another sit next to each other in memory (a server touching its sessions in turn, or
+/// a reap tick over one launch wave, then reads consecutive cache lines instead of one
+/// scattered allocation per session). Cells are never reused: a chunk is freed when the
+/// last handle on any of its cells is dropped.
+#[derive(Debug)]
+pub(crate) struct CellChunk {
+    /// The pool's `max_uses` (`u64::MAX` without one), read when an operation ends.
+    max_uses: u64,
+    cells: [Activity; CELLS_PER_CHUNK],
+}
+
+impl CellChunk {
+    pub(crate) fn new(max_uses: u64) -> Self {
+        CellChunk {
+            max_uses,
+            cells: std::array::from_fn(|_| Activity::new(Timestamp::ZERO)),
+        }
+    }
+}
+
+/// A shared handle on one session's [`Activity`] cell: what a [`Lease`](crate::Lease)
+/// holds and what [`Lifecycle::activity`](crate::Lifecycle::activity) hands out.
+/// Dereferences to the cell; cloning it is one atomic increment.
+///
+/// The cell stays valid, and keeps saying whether its session ended, for as long as any
+/// handle on it lives, whatever happens to the session or the pool.
+#[derive(Clone)]
+pub struct ActivityRef {
+    chunk: Arc<CellChunk>,
+    /// Below [`CELLS_PER_CHUNK`].
+    idx: u32,
+}
+
+impl ActivityRef {
+    /// A cell of its own, stamped at `now`, with no use limit (for callers outside a
+    /// pool, such as tests; a pool's cells come from its lifecycle machine).
+    pub fn new(now: Timestamp) -> Self {
+        let chunk = Arc::new(CellChunk::new(u64::MAX));
+        chunk.cells[0].touch(now);
+        ActivityRef { chunk, idx: 0 }
+    }
+
+    /// Cell `idx` of `chunk` (taken modulo the chunk size).
+    pub(crate) fn in_chunk(chunk: Arc<CellChunk>, idx: usize) -> Self {
+        ActivityRef {
+            chunk,
+            idx: (idx % CELLS_PER_CHUNK) as u32,
+        }
+    }
+
+    /// The pool's `max_uses`, `u64::MAX` if it has none.
+    #[inline]
+    pub(crate) fn max_uses(&self) -> u64 {
+        self.chunk.max_uses
+    }
+}
+
+impl std::ops::Deref for ActivityRef {
+    type Target = Activity;
+
+    #[inline]
+    fn deref(&self) -> &Activity {
+        // `idx` is below the chunk size by construction; the mask lets the compiler see it.
+        &self.chunk.cells[self.idx as usize % CELLS_PER_CHUNK]
+    }
+}
+
+impl fmt::Debug for ActivityRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
 /// The per-session cell that client operations write without a lock.
 ///
 /// - [`touch`](Activity::touch) is one relaxed load of the coarse clock and one relaxed
@@ -137,7 +227,8 @@ const STATE_ENDED: u8 = 1;
 ///   flight; a session with one in flight is never reaped, evicted or retired.
 ///
 /// The lifecycle machine reads the cell only when a deadline of this session falls due
-/// or when it looks for an eviction victim ("lazy deadlines").
+/// or when it looks for an eviction victim ("lazy deadlines"). Cells are shared through
+/// [`ActivityRef`] handles.
 #[derive(Debug)]
 pub struct Activity {
     last_active: AtomicU64,

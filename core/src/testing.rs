@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::backend::{
     DirEntryInfo, Filesystem, KillStage, LaunchSpec, MarkerLock, MarkerState, MemoryUsage, Orphan,
-    ProcessLauncher,
+    ProcessLauncher, ProfileProbe,
 };
 use crate::error::{BackendError, BackendErrorKind};
 use crate::session::SessionId;
@@ -72,6 +72,7 @@ struct FakeState {
     stubborn_kills: u32,
     orphans: BTreeMap<PathBuf, Vec<Orphan>>,
     killed_orphans: Vec<Orphan>,
+    fail_orphan_kills: bool,
 }
 
 /// A scriptable launcher. Clones share state, so a test keeps one clone to steer and
@@ -141,6 +142,11 @@ impl FakeLauncher {
     /// Declare processes that `find_orphans(dir)` will report.
     pub fn add_orphans(&self, dir: &Path, orphans: Vec<Orphan>) {
         self.st().orphans.insert(dir.to_owned(), orphans);
+    }
+
+    /// Make `kill_orphan` fail (as if signalling were refused) until called with `false`.
+    pub fn fail_orphan_kills(&self, fail: bool) {
+        self.st().fail_orphan_kills = fail;
     }
 
     /// Orphans killed by sweeps so far.
@@ -242,13 +248,23 @@ impl ProcessLauncher for FakeLauncher {
     }
 
     async fn kill_orphan(&self, orphan: &Orphan) -> Result<bool, BackendError> {
-        self.st().killed_orphans.push(orphan.clone());
+        let mut st = self.st();
+        if st.fail_orphan_kills {
+            return Err(BackendError::new(
+                "kill_orphan",
+                BackendErrorKind::PermissionDenied,
+                "scripted kill failure",
+            )
+            .at(&orphan.dir));
+        }
+        st.killed_orphans.push(orphan.clone());
         Ok(true)
     }
 }
 
 /// A filesystem that stores nothing and always succeeds: for benchmarks of the pool's
-/// own overhead. Markers are always reported dead and listings empty.
+/// own overhead. Markers are always reported dead, listings empty, and no directory
+/// holds a profile.
 #[derive(Clone, Debug, Default)]
 pub struct NullFs;
 
@@ -269,13 +285,20 @@ impl Filesystem for NullFs {
     fn remove_dir_all_sync(&self, _: &Path) -> Result<(), BackendError> {
         Ok(())
     }
-    async fn remove_file(&self, _: &Path) -> Result<(), BackendError> {
-        Ok(())
+    async fn remove_dead_marker(&self, _: &Path) -> Result<bool, BackendError> {
+        Ok(true)
     }
     async fn lock_marker(&self, _: &Path) -> Result<MarkerLock, BackendError> {
         Ok(MarkerLock(Box::new(())))
     }
     async fn probe_marker(&self, _: &Path) -> Result<MarkerState, BackendError> {
         Ok(MarkerState::Dead)
+    }
+    async fn probe_profile(&self, _: &Path) -> Result<ProfileProbe, BackendError> {
+        // Stores nothing, so nothing there is a profile: a legacy name is never removed.
+        Ok(ProfileProbe {
+            age: Duration::ZERO,
+            layout: None,
+        })
     }
 }

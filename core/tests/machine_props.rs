@@ -4,11 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use browserpool::{
-    AcquireError, Action, Activity, BackendError, BackendErrorKind, CapacityPolicy, EndReason,
+    AcquireError, Action, ActivityRef, BackendError, BackendErrorKind, CapacityPolicy, EndReason,
     Input, Lifecycle, OwnerKey, Phase, PoolConfig, SessionId, Ticket, Timestamp,
 };
 use proptest::prelude::*;
@@ -77,7 +76,7 @@ fn config() -> impl Strategy<Value = PoolConfig> {
             },
             kill_attempts: 2,
             root: PathBuf::from("/r"),
-            prefix: "bp-".into(),
+            prefix: "bpx-".into(),
             tombstones: 8,
             ..PoolConfig::default()
         })
@@ -96,7 +95,7 @@ struct World {
     now: Timestamp,
     pending: Vec<Pending>,
     issued: BTreeSet<SessionId>,
-    acts: BTreeMap<SessionId, Arc<Activity>>,
+    acts: BTreeMap<SessionId, ActivityRef>,
     busy: BTreeMap<SessionId, u32>,
     endings: BTreeMap<SessionId, u32>,
     finished: BTreeMap<SessionId, u32>,
@@ -135,7 +134,7 @@ impl World {
             match a {
                 Action::Launch { id, dir } => {
                     prop_assert!(self.issued.insert(id), "{id} launched twice");
-                    prop_assert_eq!(dir, PathBuf::from(format!("/r/bp-0000000000ab-{}", id.0)));
+                    prop_assert_eq!(dir, PathBuf::from(format!("/r/bpx-0000000000ab-{}", id.0)));
                     self.pending.push(Pending::Launch(id));
                 }
                 Action::Ending { id, reason } => {

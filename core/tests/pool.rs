@@ -2,13 +2,11 @@
 //! filesystem in a temporary root.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use browserpool::sweep::{instance_from, marker_name, session_dir_name, SkipReason};
 use browserpool::testing::FakeLauncher;
 use browserpool::{
     AcquireError, CapacityPolicy, ConfigError, EndReason, OwnerKey, Pool, PoolConfig, PoolError,
@@ -22,7 +20,7 @@ fn cfg(root: &Path) -> PoolConfig {
         reap_interval: Duration::from_secs(1),
         tick: Duration::from_millis(500),
         root: root.to_owned(),
-        prefix: "bp-".into(),
+        prefix: "bpx-".into(),
         ..PoolConfig::default()
     }
 }
@@ -415,7 +413,9 @@ async fn a_dropped_acquire_does_not_leak_its_session() {
 #[tokio::test(start_paused = true)]
 async fn invalid_config_is_refused_before_anything_happens() {
     let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir(root.path().join("bp-leftover")).unwrap();
+    // A dead pool's leftover (no marker) that a sweep would remove.
+    let leftover = "bpx-00000000dead-1";
+    std::fs::create_dir(root.path().join(leftover)).unwrap();
     let err = Pool::new(
         PoolConfig {
             max_browsers: 0,
@@ -430,7 +430,7 @@ async fn invalid_config_is_refused_before_anything_happens() {
         err,
         PoolError::Config(ConfigError::ZeroMaxBrowsers)
     ));
-    assert_eq!(entries(root.path()), vec!["bp-leftover"], "nothing swept");
+    assert_eq!(entries(root.path()), vec![leftover], "nothing swept");
 }
 
 // ----------------------------------------------------------------- drop safety net
@@ -519,126 +519,6 @@ fn dropping_the_pool_while_unwinding_from_a_panic_leaves_nothing() {
     });
     assert!(joined.unwrap_err().is_panic());
     assert_clean(root.path(), &launcher);
-}
-
-// ----------------------------------------------------------------- startup sweep
-
-#[tokio::test]
-async fn startup_sweep_removes_a_dead_pools_leftovers_and_refuses_the_rest() {
-    let root = tempfile::tempdir().unwrap();
-    let r = root.path();
-    let outside = tempfile::tempdir().unwrap();
-    std::fs::write(outside.path().join("precious"), b"keep").unwrap();
-
-    // A live pool on the same host, with a session.
-    let (live, _ll) = pool(cfg(r)).await;
-    let live_session = live.acquire().await.unwrap();
-    let live_dir = live.session_dir(live_session.id());
-
-    // A crashed pool: its marker exists but nobody holds its lock; one dir with an orphan.
-    let dead = instance_from(0xdead);
-    std::fs::write(r.join(marker_name("bp-", &dead)), b"").unwrap();
-    let dead_dir = r.join(session_dir_name("bp-", &dead, SessionId(7)));
-    std::fs::create_dir_all(dead_dir.join("profile/Default")).unwrap();
-    // A legacy directory with our prefix and no marker (e.g. chromelambda-<uuid>).
-    let legacy = r.join("bp-550e8400-e29b-41d4-a716-446655440000");
-    std::fs::create_dir(&legacy).unwrap();
-    // A symlink with our prefix pointing at something precious.
-    symlink(outside.path(), r.join("bp-link")).unwrap();
-    // Another user's directory with our prefix (we run as root in CI; skip the chown
-    // part if we cannot chown, but then the entry is ours and would be removed).
-    let foreign = r.join("bp-someone-else");
-    std::fs::create_dir(&foreign).unwrap();
-    let can_chown = std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).is_ok();
-
-    let launcher = FakeLauncher::new();
-    launcher.add_orphans(
-        &dead_dir,
-        vec![browserpool::Orphan {
-            pid: 4242,
-            dir: dead_dir.clone(),
-            proof: "test proof".into(),
-        }],
-    );
-    let second = Pool::new(cfg(r), launcher.clone()).await.unwrap();
-    let report = second.sweep_report().clone();
-
-    assert!(!dead_dir.exists() && !legacy.exists());
-    assert!(!r.join(marker_name("bp-", &dead)).exists());
-    assert!(report.removed.contains(&dead_dir) && report.removed.contains(&legacy));
-    assert_eq!(launcher.killed_orphans().len(), 1);
-    assert_eq!(report.killed[0].pid, 4242);
-
-    assert!(
-        live_dir.exists(),
-        "a live pool's directory is never touched"
-    );
-    assert!(live.session(live_session.id()).is_ok());
-    assert!(r.join("bp-link").symlink_metadata().is_ok());
-    assert!(
-        outside.path().join("precious").exists(),
-        "symlink not followed"
-    );
-    let reason = |p: &Path| {
-        report
-            .skipped
-            .iter()
-            .find(|s| s.path == p)
-            .map(|s| s.reason.clone())
-    };
-    assert!(matches!(
-        reason(&live_dir),
-        Some(SkipReason::LivePool { .. })
-    ));
-    assert_eq!(reason(&r.join("bp-link")), Some(SkipReason::Symlink));
-    if can_chown {
-        assert!(foreign.exists());
-        assert_eq!(
-            reason(&foreign),
-            Some(SkipReason::ForeignOwner { uid: 65534 })
-        );
-    }
-    assert_eq!(second.stats().swept_processes, 1);
-    drop(second);
-    drop(live);
-    assert!(
-        !live_dir.exists(),
-        "and the live pool cleans its own on drop"
-    );
-}
-
-#[tokio::test]
-async fn a_restart_after_a_crash_sweeps_what_the_crashed_pool_left() {
-    let root = tempfile::tempdir().unwrap();
-    let (first, _l) = pool(cfg(root.path())).await;
-    let s = first.acquire().await.unwrap();
-    let dir = first.session_dir(s.id());
-    // A real crash runs no destructors.
-    std::mem::forget(first);
-    // Its marker lock is still held by this process (the "crashed" pool's file handle
-    // leaked with it), so it still counts as live; model the process death by removing
-    // its lock holder's marker file only after proving the sweep refuses it meanwhile.
-    let (second, _l2) = pool(cfg(root.path())).await;
-    assert!(
-        dir.exists(),
-        "a pool whose lock is still held is live: not swept"
-    );
-    drop(second);
-    // Now the "crashed process" is gone: its lock would be released by the kernel. We
-    // cannot kill our own process, so release it the way the kernel would, by
-    // unlocking: replace the marker with a fresh, unlocked file.
-    let marker = root
-        .path()
-        .read_dir()
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "lock"))
-        .unwrap();
-    std::fs::remove_file(&marker).unwrap();
-    std::fs::write(&marker, b"").unwrap();
-    let (third, _l3) = pool(cfg(root.path())).await;
-    assert!(!dir.exists(), "swept after the owner died");
-    assert!(third.sweep_report().removed.contains(&dir));
 }
 
 // ----------------------------------------------------------------- concurrency

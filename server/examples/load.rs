@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use browserpool::sweep::session_dir_name;
 use browserpool::{Pool, PoolConfig, SessionId};
-use browserpool_chrome::{ChromeConfig, ChromeLauncher};
+use browserpool_chrome::{ChromeConfig, ChromeLauncher, SessionMatcher};
 use browserpool_server::cli::parse_duration;
 use browserpool_server::testing::FakeCdpLauncher;
 use browserpool_server::{CdpLauncher, Server, ServerConfig};
@@ -307,10 +307,13 @@ async fn main() {
     // backend's process matcher (the one "process of this session" test).
     let instance = out["instance"].as_str().unwrap_or_default().to_owned();
     let issued = out["issued"].as_u64().unwrap_or(0);
+    let snapshot = browserpool_chrome::procfs::live_processes();
     let leftover_processes: usize = (1..=issued)
         .map(|n| {
             let name = session_dir_name("bpload-", &instance, SessionId(n));
-            browserpool_chrome::procfs::live_belonging_to(&root.path().join(name)).len()
+            SessionMatcher::new(&root.path().join(name))
+                .live_in(&snapshot)
+                .len()
         })
         .sum();
     out["leftover_dirs"] = json!(leftover_dirs);

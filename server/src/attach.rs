@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use browserpool::{Activity, OwnerKey, Pool, ProcessLauncher, SessionId};
+use browserpool::{ActivityRef, OwnerKey, Pool, ProcessLauncher, SessionId};
 use rustc_hash::FxHashMap;
 
 struct Entry {
     owner: OwnerKey,
-    activity: Arc<Activity>,
+    activity: ActivityRef,
     conns: u32,
 }
 
@@ -32,7 +32,7 @@ impl Attachments {
 
     /// Record a new session and its owner (no connection attached yet). Forgets sessions
     /// that have ended, so the map stays the size of the live set.
-    pub(crate) fn register(&self, id: SessionId, owner: OwnerKey, activity: Arc<Activity>) {
+    pub(crate) fn register(&self, id: SessionId, owner: OwnerKey, activity: ActivityRef) {
         let mut map = self.lock();
         map.retain(|_, e| !e.activity.is_ended());
         map.insert(

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use browserpool::sweep::session_dir_name;
 use browserpool::SessionId;
-use browserpool_chrome::procfs;
+use browserpool_chrome::{procfs, SessionMatcher};
 use serde_json::{json, Value};
 use support::*;
 
@@ -244,10 +244,11 @@ impl World {
     /// Nothing left: no live process of any session directory (by the chrome backend's
     /// matcher), no entry under the root.
     fn assert_nothing_left(&self, instances: &[String]) {
+        let snapshot = procfs::live_processes();
         let alive: Vec<_> = self
             .all_session_dirs(instances, 64)
             .iter()
-            .flat_map(|d| procfs::live_belonging_to(d))
+            .flat_map(|d| SessionMatcher::new(d).live_in(&snapshot))
             .collect();
         assert!(alive.is_empty(), "browser processes left: {alive:?}");
         let left: Vec<_> = std::fs::read_dir(&self.root)
@@ -429,7 +430,7 @@ fn puppeteer_disconnect_without_close_is_gone_after_the_grace() {
             Duration::from_secs(20),
             "the tree and directory to be gone",
             || async {
-                procfs::live_belonging_to(Path::new(&dir)).is_empty() && !Path::new(&dir).exists()
+                SessionMatcher::new(Path::new(&dir)).live().is_empty() && !Path::new(&dir).exists()
             },
         )
         .await;
@@ -630,7 +631,7 @@ fn sigkill_takes_the_browsers_along_and_the_next_start_sweeps() {
         assert_eq!(dirs.len(), 3);
         for d in &dirs {
             assert!(
-                !procfs::live_belonging_to(d).is_empty(),
+                !SessionMatcher::new(d).live().is_empty(),
                 "no browser found for {}",
                 d.display()
             );
@@ -641,9 +642,10 @@ fn sigkill_takes_the_browsers_along_and_the_next_start_sweeps() {
         let killed_at = Instant::now();
         // Within 2 s no process of those sessions is alive (kill on parent death).
         loop {
+            let snapshot = procfs::live_processes();
             let alive: usize = dirs
                 .iter()
-                .map(|d| procfs::live_belonging_to(d).len())
+                .map(|d| SessionMatcher::new(d).live_in(&snapshot).len())
                 .sum();
             if alive == 0 {
                 break;

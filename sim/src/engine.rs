@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use browserpool::pool::startup_sweep;
 use browserpool::sweep::{instance_from, marker_name};
 use browserpool::{
-    AcquireError, Action, Activity, CapacityPolicy, ConfigError, EntryKind, Input, KillStage,
+    AcquireError, Action, ActivityRef, CapacityPolicy, ConfigError, EntryKind, Input, KillStage,
     Lifecycle, OwnerKey, Phase, PoolConfig, SessionId, Ticket, Timestamp, Totals,
 };
 
@@ -34,7 +34,7 @@ use crate::report::{RunExtras, RunReport};
 use crate::rng::Rng;
 use crate::scenario::{Faults, PoolSpec, Scenario};
 use crate::world::backend::SimBackend;
-use crate::world::{KillBehaviour, Owner, RssModel, SignalOutcome, World, WorldConfig};
+use crate::world::{neighbours, KillBehaviour, Owner, RssModel, SignalOutcome, World, WorldConfig};
 
 /// Which pool a run simulates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -547,7 +547,7 @@ enum CState {
 struct Held {
     inc: u32,
     id: SessionId,
-    activity: Arc<Activity>,
+    activity: ActivityRef,
     tree: Option<(u32, u64)>,
 }
 
@@ -563,7 +563,7 @@ struct Client {
 struct Slot {
     dir: PathBuf,
     tree: Option<(u32, u64)>,
-    activity: Option<Arc<Activity>>,
+    activity: Option<ActivityRef>,
 }
 
 const STREAM_ARRIVALS: u64 = 1;
@@ -805,46 +805,19 @@ impl<'a> Sim<'a> {
     fn setup_world(&mut self) {
         let sc = self.sc;
         let root = PathBuf::from(&sc.host.root);
-        let prefix = sc.host.prefix.clone();
         let mut w = self.w();
-        let uid = w.config().uid;
         let unrelated: Vec<u32> = ["systemd-journald", "sshd", "postgres", "node"]
             .into_iter()
             .filter_map(|n| w.spawn_unrelated(n).map(|p| p.0))
             .collect();
         if sc.host.neighbours {
-            w.place(
-                &root.join(format!("{prefix}other-user")),
-                EntryKind::Dir,
-                uid + 1,
-                Owner::Neighbour,
-            );
-            w.place(
-                &root.join(format!("{prefix}link")),
-                EntryKind::Symlink,
-                uid,
-                Owner::Neighbour,
-            );
-            // A live second pool of the same user on the same host.
-            let other = "0000000a11ce";
-            if let Some(holder) = w.spawn_unrelated("browserpool-server (second pool)") {
-                let marker = root.join(marker_name(&prefix, other));
-                let _ = w.lock_marker(&marker, holder, Owner::Neighbour);
-                for n in 1..=2 {
-                    let dir = root.join(format!("{prefix}{other}-{n}"));
-                    w.place(&dir, EntryKind::Dir, uid, Owner::Neighbour);
-                    let _ = w.spawn_tree(&dir, Owner::Neighbour, 12, KillBehaviour::default());
-                }
-            }
+            neighbours::place_neighbours(&mut w, &root, &sc.host.prefix);
         }
-        for k in 0..sc.host.legacy_leftovers {
-            let dir = root.join(format!("{prefix}legacy-{k:04}"));
-            w.place(&dir, EntryKind::Dir, uid, Owner::Legacy);
-            // A stale SingletonLock naming a PID that now belongs to an unrelated process.
-            if let Some(p) = unrelated.get(k as usize % unrelated.len().max(1)) {
-                w.set_singleton(&dir, *p);
-            }
-        }
+        // Legacy leftovers with stale SingletonLocks naming PIDs now of unrelated processes.
+        let age =
+            Duration::try_from_secs_f64(sc.host.legacy_age_hours * 3600.0).unwrap_or_default();
+        let n = sc.host.legacy_leftovers;
+        neighbours::place_legacy(&mut w, &root, &sc.host.prefix, n, age, &unrelated);
     }
 
     // ------------------------------------------------------------------ main loop

@@ -4,10 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use browserpool::{Backoff, CapacityPolicy, PoolConfig};
-use serde::{Deserialize, Serialize};
+use browserpool::{Backoff, CapacityPolicy, LegacyPattern, LegacyShape, PoolConfig};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::rng::Rng;
+
+mod check;
 
 /// Why a scenario could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +34,93 @@ pub enum ScenarioError {
     },
 }
 
+/// A scenario's `capacity_policy`: `"evict_lru"`, `"reject"` or `"wait"`. Any other
+/// string is an error naming the field and the allowed values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyName {
+    /// [`CapacityPolicy::EvictLru`].
+    EvictLru,
+    /// [`CapacityPolicy::Reject`].
+    Reject,
+    /// [`CapacityPolicy::Wait`], waiting `acquire_timeout_secs`.
+    Wait,
+}
+
+impl PolicyName {
+    const ALL: [(&'static str, PolicyName); 3] = [
+        ("evict_lru", PolicyName::EvictLru),
+        ("reject", PolicyName::Reject),
+        ("wait", PolicyName::Wait),
+    ];
+
+    /// Its name in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyName::EvictLru => "evict_lru",
+            PolicyName::Reject => "reject",
+            PolicyName::Wait => "wait",
+        }
+    }
+}
+
+impl Serialize for PolicyName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PolicyName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = String::deserialize(d)?;
+        PolicyName::ALL
+            .iter()
+            .find(|(n, _)| *n == v)
+            .map(|(_, p)| *p)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "capacity_policy = {v:?} is not a policy: use \"evict_lru\", \"reject\" or \"wait\""
+                ))
+            })
+    }
+}
+
+/// A scenario's legacy pattern: `{ prefix = "chromelambda-", shape = "uuid" }`
+/// ([`LegacyPattern`]). The only shape is `"uuid"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegacySpec {
+    /// The literal prefix.
+    pub prefix: String,
+    /// What follows it.
+    pub shape: ShapeName,
+}
+
+/// The shape of a [`LegacySpec`]: `"uuid"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShapeName(pub LegacyShape);
+
+impl Serialize for ShapeName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            LegacyShape::Uuid => s.serialize_str("uuid"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ShapeName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "uuid" => Ok(ShapeName(LegacyShape::Uuid)),
+            other => Err(serde::de::Error::custom(format!(
+                "legacy shape = {other:?} is not a shape: use \"uuid\""
+            ))),
+        }
+    }
+}
+
 /// The pool configuration of one side of the comparison, in scenario units (seconds).
-/// Omitted fields take `browserpool`'s defaults.
+/// Omitted fields take `browserpool`'s defaults (for `[unmanaged]`: the old behaviour,
+/// [`PoolSpec::unmanaged`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolSpec {
@@ -46,7 +133,7 @@ pub struct PoolSpec {
     /// `tick` in seconds.
     pub tick_secs: f64,
     /// `"evict_lru"`, `"reject"` or `"wait"`.
-    pub capacity_policy: String,
+    pub capacity_policy: PolicyName,
     /// `acquire_timeout` (and the `wait` policy's timeout) in seconds.
     pub acquire_timeout_secs: f64,
     /// `max_lifetime` in seconds; 0 means none.
@@ -66,6 +153,10 @@ pub struct PoolSpec {
     /// Grace period before a disconnected client's sessions are released (owner API);
     /// negative means the server never releases owners (the old behaviour).
     pub release_grace_secs: f64,
+    /// `legacy`: leftover names of an old server the startup sweep may remove.
+    pub legacy: Vec<LegacySpec>,
+    /// `legacy_min_age` in seconds.
+    pub legacy_min_age_secs: f64,
 }
 
 impl Default for PoolSpec {
@@ -76,7 +167,7 @@ impl Default for PoolSpec {
             idle_timeout_secs: d.idle_timeout.map_or(0.0, |t| t.as_secs_f64()),
             reap_interval_secs: d.reap_interval.as_secs_f64(),
             tick_secs: d.tick.as_secs_f64(),
-            capacity_policy: "evict_lru".into(),
+            capacity_policy: PolicyName::EvictLru,
             acquire_timeout_secs: d.acquire_timeout.as_secs_f64(),
             max_lifetime_secs: 0.0,
             max_uses: 0,
@@ -86,8 +177,42 @@ impl Default for PoolSpec {
             kill_attempts: d.kill_attempts,
             sweep_on_start: true,
             release_grace_secs: 30.0,
+            legacy: Vec::new(),
+            legacy_min_age_secs: d.legacy_min_age.as_secs_f64(),
         }
     }
+}
+
+/// `[unmanaged]`: the fields the file gives, over the old behaviour
+/// ([`PoolSpec::unmanaged`]) rather than the managed pool's defaults.
+fn unmanaged_spec<'de, D: Deserializer<'de>>(d: D) -> Result<PoolSpec, D::Error> {
+    use serde::de::Error;
+    let given = toml::Table::deserialize(d)?;
+    let base = PoolSpec::unmanaged(PoolConfig::default().max_browsers);
+    let mut merged = match toml::Value::try_from(&base) {
+        Ok(toml::Value::Table(t)) => t,
+        Ok(other) => return Err(D::Error::custom(format!("[unmanaged]: {other:?}"))),
+        Err(e) => return Err(D::Error::custom(format!("[unmanaged]: {e}"))),
+    };
+    let all = {
+        let mut all = merged.clone();
+        all.extend(given.clone());
+        all
+    };
+    toml::Value::Table(all)
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            // The merged table has no source positions; name the key that fails on its own.
+            let culprit = given.iter().find_map(|(k, v)| {
+                merged.insert(k.clone(), v.clone());
+                let alone: Result<PoolSpec, _> = toml::Value::Table(merged.clone()).try_into();
+                alone.err().map(|_| k.clone())
+            });
+            match culprit {
+                Some(k) => D::Error::custom(format!("[unmanaged] {k}: {}", e.message())),
+                None => D::Error::custom(format!("[unmanaged]: {}", e.message())),
+            }
+        })
 }
 
 fn secs(s: f64) -> Duration {
@@ -104,7 +229,7 @@ impl PoolSpec {
         PoolSpec {
             max_browsers,
             idle_timeout_secs: 0.0,
-            capacity_policy: "reject".into(),
+            capacity_policy: PolicyName::Reject,
             sweep_on_start: false,
             release_grace_secs: -1.0,
             ..PoolSpec::default()
@@ -113,12 +238,12 @@ impl PoolSpec {
 
     /// The `PoolConfig` this spec stands for, rooted at `root` with `prefix`.
     pub fn to_config(&self, root: PathBuf, prefix: &str) -> PoolConfig {
-        let capacity_policy = match self.capacity_policy.as_str() {
-            "reject" => CapacityPolicy::Reject,
-            "wait" => CapacityPolicy::Wait {
+        let capacity_policy = match self.capacity_policy {
+            PolicyName::Reject => CapacityPolicy::Reject,
+            PolicyName::Wait => CapacityPolicy::Wait {
                 timeout: secs(self.acquire_timeout_secs),
             },
-            _ => CapacityPolicy::EvictLru,
+            PolicyName::EvictLru => CapacityPolicy::EvictLru,
         };
         PoolConfig {
             max_browsers: self.max_browsers,
@@ -140,6 +265,15 @@ impl PoolSpec {
             root,
             prefix: prefix.to_owned(),
             sweep_on_start: self.sweep_on_start,
+            legacy: self
+                .legacy
+                .iter()
+                .map(|l| LegacyPattern {
+                    prefix: l.prefix.clone(),
+                    shape: l.shape.0,
+                })
+                .collect(),
+            legacy_min_age: secs(self.legacy_min_age_secs),
             ..PoolConfig::default()
         }
     }
@@ -306,12 +440,17 @@ pub struct Host {
     /// PIDs available (small, so they are reused quickly).
     pub pid_space: u32,
     /// Place neighbours the pool must never touch: another user's directory with our
-    /// prefix, a symlink with our prefix, a live second pool with browsers, unrelated
-    /// processes.
+    /// prefix, a symlink with our prefix, a live second pool with browsers, a directory
+    /// of ours whose name is neither ours nor legacy, a recent legacy-named profile that
+    /// an old server still writes, an old legacy-named directory that is not a profile,
+    /// unrelated processes (see `world::neighbours`).
     pub neighbours: bool,
-    /// Legacy leftover directories of ours (with stale `SingletonLock`s naming PIDs of
-    /// unrelated processes) present at the start.
+    /// Legacy leftover directories of ours present at the start: Chrome profiles named
+    /// `<prefix><uuid>`, with stale `SingletonLock`s naming PIDs of unrelated processes.
+    /// The managed pool cleans them only if its `legacy` patterns name them.
     pub legacy_leftovers: u32,
+    /// How long before the start the legacy leftovers last changed, hours.
+    pub legacy_age_hours: f64,
     /// RSS of a new browser tree, MiB.
     pub rss_base_mib: u64,
     /// RSS growth per day of a tree's age, MiB.
@@ -328,6 +467,7 @@ impl Default for Host {
             pid_space: 4096,
             neighbours: true,
             legacy_leftovers: 0,
+            legacy_age_hours: 72.0,
             rss_base_mib: 300,
             rss_per_day_mib: 190,
             rss_per_op_kib: 256,
@@ -350,7 +490,9 @@ pub struct Scenario {
     pub seed: u64,
     /// The managed pool's configuration.
     pub managed: PoolSpec,
-    /// The unmanaged pool's configuration (the old behaviour by default).
+    /// The unmanaged pool's configuration. Fields omitted here take the old behaviour
+    /// ([`PoolSpec::unmanaged`]), not the managed pool's defaults.
+    #[serde(deserialize_with = "unmanaged_spec")]
     pub unmanaged: PoolSpec,
     /// Client traffic.
     pub workload: Workload,
@@ -399,12 +541,23 @@ fn preset_text(name: &str) -> Option<&'static str> {
 }
 
 impl Scenario {
-    /// Parse scenario TOML.
+    /// Parse scenario TOML and [check](Scenario::validate) it. Errors name the file,
+    /// the field and what is wrong (unknown keys and unknown policy names included).
     pub fn from_toml(name: &str, text: &str) -> Result<Scenario, ScenarioError> {
-        toml::from_str(text).map_err(|e| ScenarioError::Invalid {
+        let invalid = |message: String| ScenarioError::Invalid {
             name: name.to_owned(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        let sc: Scenario = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        sc.validate().map_err(invalid)?;
+        Ok(sc)
+    }
+
+    /// Check what the engine relies on: every number finite and in range, every
+    /// `min` at most its `max`, at least one positive client weight, and both pools'
+    /// configurations valid (`PoolConfig::validate`). The error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        check::scenario(self)
     }
 
     /// A built-in preset by name.

@@ -59,6 +59,7 @@ duration_hours = 3.0
 quiet_hours = 1.0
 [managed]
 max_browsers = 3
+legacy = [{ prefix = "chromelambda-", shape = "uuid" }]
 [unmanaged]
 max_browsers = 3
 idle_timeout_secs = 0

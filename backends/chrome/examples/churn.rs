@@ -1,23 +1,48 @@
 //! Churn real Chromium through a pool: clients acquire a session, use a page, then
 //! either destroy it or abandon it (never destroy it), and the pool's idle reaper and
-//! LRU eviction have to keep the host bounded. Prints a summary (JSON with `--json`).
+//! LRU eviction have to keep the host bounded. Prints a summary (JSON with `--json`)
+//! and exits with status 1 if anything was left behind.
 //!
 //! ```text
 //! cargo run --release -p browserpool-chrome --example churn -- \
 //!     --clients 20 --max-browsers 4 --abandon 0.5 --idle-timeout 3s \
 //!     --reap-interval 500ms --duration 30s --json
 //! ```
+//!
+//! How it measures (all processes are counted with the crate's one
+//! [`SessionMatcher`], which sees a browser's every helper, not only its main process):
+//!
+//! - `launch_floor_ms_p50`: before the clients start, a few bare spawns of the exact
+//!   command the pool runs, timed from spawn until `DevToolsActivePort` is complete.
+//!   The pool's cold acquire is reported against it (`cold_acquire_to_floor_ratio_p50`,
+//!   `cold_acquire_minus_floor_ms_p50`): that difference is what the pool adds (directory
+//!   work, fork from its spawner thread, the CDP connection).
+//! - acquire latency, separately for successful and failed acquires; a "cold" acquire is
+//!   one that found a free slot when it asked (it launched without evicting).
+//! - teardown latency per reason, from the moment the pool decided (the client calling
+//!   `destroy`; the pool's own `reaping idle session` and `evicting least recently used
+//!   session` trace events for reaps and evictions) until the session's directory is
+//!   gone **and** the matcher finds no live process of it.
+//! - after shutdown: processes of every session directory the pool ever used, entries
+//!   left under the root, and `org.chromium.Chromium.*` scratch in `$TMPDIR` and
+//!   `/dev/shm` entries that appeared during the run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use browserpool::{Pool, PoolConfig};
-use browserpool_chrome::{procfs, ChromeConfig, ChromeLauncher, ChromeSession};
+use browserpool::{Pool, PoolConfig, SessionId};
+use browserpool_chrome::{procfs, ChromeConfig, ChromeLauncher, ChromeSession, SessionMatcher};
 use clap::Parser;
+use support::bare_spawn_ms;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer as _;
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -56,12 +81,39 @@ struct Args {
     /// How long clients keep churning.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     duration: Duration,
+    /// Bare spawns timed before the clients start (the launch floor).
+    #[arg(long, default_value_t = 5)]
+    floor_spawns: usize,
+    /// Where the pool's root (a fresh temporary directory) is made. Default: `$TMPDIR`
+    /// or `/tmp`. Removing a profile is much slower on a disk mounted with online
+    /// `discard` than on tmpfs (such as `/dev/shm`); see the README.
+    #[arg(long)]
+    root_in: Option<PathBuf>,
     /// Seed of the clients' abandon decisions.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(serde::Serialize, Debug, Default)]
+struct Latency {
+    count: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+impl Latency {
+    fn of(v: &mut [f64]) -> Latency {
+        Latency {
+            count: v.len(),
+            p50_ms: pct(v, 0.50),
+            p99_ms: pct(v, 0.99),
+            max_ms: pct(v, 1.0),
+        }
+    }
 }
 
 #[derive(serde::Serialize, Debug)]
@@ -72,19 +124,50 @@ struct Summary {
     evicted: u64,
     crashed: u64,
     abandoned_by_clients: u64,
+    /// Acquires that failed plus operations that failed (a session evicted under its
+    /// client).
     client_errors: u64,
     peak_browsers: u64,
+    /// Peak live processes of the pool's sessions, by the matcher.
     peak_processes: u64,
     peak_pss_bytes: u64,
+    /// Successful acquires.
     acquire_ms_p50: f64,
     acquire_ms_p99: f64,
+    /// From spawn until the CDP connection was usable (inside the launcher).
     launch_ms_p50: f64,
     launch_ms_p99: f64,
+    /// Every measured teardown, whatever its reason.
     teardown_ms_p50: f64,
     teardown_ms_p99: f64,
     teardowns_measured: usize,
     leftover_processes: u64,
     leftover_dirs: u64,
+    failed_acquires: u64,
+    failed_acquire_ms_p50: f64,
+    failed_acquire_ms_p99: f64,
+    /// Successful acquires that found a free slot (no eviction needed).
+    cold_acquires: usize,
+    cold_acquire_ms_p50: f64,
+    cold_acquire_ms_p99: f64,
+    launch_floor_ms_p50: f64,
+    launch_floor_samples: Vec<f64>,
+    cold_acquire_to_floor_ratio_p50: f64,
+    cold_acquire_minus_floor_ms_p50: f64,
+    /// Per reason ("destroy", "reap", "evict", ...): decision until no process and no
+    /// directory remain.
+    teardowns_by_reason: BTreeMap<String, Latency>,
+    /// Teardowns where the matcher still saw processes after the directory was gone.
+    teardowns_with_processes_after_dir: u64,
+    /// Decided teardowns whose end was not observed before the clients stopped.
+    teardowns_unfinished: usize,
+    pss_per_browser_bytes_p50: u64,
+    processes_per_browser_p50: f64,
+    leftover_scratch: Vec<String>,
+    leftover_shm: Vec<String>,
+    root: String,
+    load_avg_1m_start: f64,
+    load_avg_1m_end: f64,
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -96,28 +179,54 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     (v[i.min(v.len() - 1)] * 100.0).round() / 100.0
 }
 
-/// Live processes of browsers whose session directory is under `root`.
-fn browser_processes(root: &Path) -> u64 {
-    let mut n = 0;
-    for pid in procfs::all_pids() {
-        if !procfs::stat(pid).is_some_and(|s| s.is_live()) {
-            continue;
-        }
-        let Some(args) = procfs::cmdline(pid) else {
-            continue;
-        };
-        let ours = args.iter().any(|a| {
-            let a = String::from_utf8_lossy(a);
-            ["--user-data-dir=", "--database="].iter().any(|k| {
-                a.strip_prefix(k)
-                    .is_some_and(|p| Path::new(p).starts_with(root))
-            })
-        });
-        if ours {
-            n += 1;
+/// Session ids the pool has issued so far (ids count up from 1, one per launch).
+fn issued<L: browserpool::ProcessLauncher>(pool: &Pool<L>) -> u64 {
+    let st = pool.stats();
+    st.totals.created + st.totals.launch_failed + st.launching as u64
+}
+
+fn load_avg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Live processes of the sessions in `dirs`, by the matcher, from one `/proc` snapshot.
+fn processes_of(dirs: &[PathBuf]) -> BTreeMap<PathBuf, usize> {
+    let snapshot = procfs::live_processes();
+    let mut out = BTreeMap::new();
+    for d in dirs {
+        let n = SessionMatcher::new(d).live_in(&snapshot).len();
+        if n > 0 {
+            out.insert(d.clone(), n);
         }
     }
-    n
+    out
+}
+
+/// Chromium scratch and shared-memory entries outside any session directory.
+fn scratch() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    if let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in rd.filter_map(|e| e.ok()) {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("org.chromium.Chromium.") || n.starts_with(".org.chromium.Chromium.") {
+                out.insert(e.path().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+fn shm() -> BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().display().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 struct Rng(u64);
@@ -133,21 +242,187 @@ impl Rng {
     }
 }
 
+// --------------------------------------------------------- teardown decisions (tracing)
+
+/// A teardown the pool decided on, from its trace events.
+type Decisions = Arc<Mutex<Vec<(SessionId, &'static str, Instant)>>>;
+
+/// Records the pool's own decision events (reap, evict, crash) with the time they were
+/// emitted. Reading existing trace events keeps the core free of measurement hooks.
+struct DecisionLayer(Decisions);
+
+#[derive(Default)]
+struct EventFields {
+    message: String,
+    session: Option<SessionId>,
+}
+
+impl tracing::field::Visit for EventFields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "session" => self.session = format!("{value:?}").parse().ok(),
+            _ => {}
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DecisionLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if !event.metadata().target().starts_with("browserpool::") {
+            return;
+        }
+        let at = Instant::now();
+        let mut f = EventFields::default();
+        event.record(&mut f);
+        let reason = match f.message.as_str() {
+            "reaping idle session" => "reap",
+            "evicting least recently used session" => "evict",
+            "browser exited by itself" => "crash",
+            "retiring session" => "retire",
+            _ => return,
+        };
+        if let Some(id) = f.session {
+            self.0.lock().unwrap().push((id, reason, at));
+        }
+    }
+}
+
+struct Pending {
+    dir: PathBuf,
+    reason: &'static str,
+    decided: Instant,
+    /// When the directory was first seen gone (for a destroy: when `destroy` returned,
+    /// which it does only after the removal).
+    dir_gone: Option<Instant>,
+    processes_seen_after_dir: bool,
+}
+
+#[derive(Default)]
+struct Teardowns {
+    pending: HashMap<SessionId, Pending>,
+    done: BTreeMap<&'static str, Vec<f64>>,
+    /// Sessions whose end was verified (no process, no directory).
+    verified: BTreeSet<SessionId>,
+    processes_after_dir: u64,
+}
+
+/// Watch decided teardowns until the directory is gone and the matcher finds no
+/// process; poll every millisecond.
+async fn watch_teardowns(
+    decisions: Decisions,
+    teardowns: Arc<Mutex<Teardowns>>,
+    dir_of: impl Fn(SessionId) -> PathBuf + Send + 'static,
+) {
+    loop {
+        let new = std::mem::take(&mut *decisions.lock().unwrap());
+        let mut to_verify = Vec::new();
+        {
+            let mut t = teardowns.lock().unwrap();
+            for (id, reason, decided) in new {
+                t.pending.entry(id).or_insert(Pending {
+                    dir: dir_of(id),
+                    reason,
+                    decided,
+                    dir_gone: None,
+                    processes_seen_after_dir: false,
+                });
+            }
+            let now = Instant::now();
+            for (id, p) in t.pending.iter_mut() {
+                if p.dir_gone.is_none() && !procfs::exists_nofollow(&p.dir) {
+                    p.dir_gone = Some(now);
+                }
+                if p.dir_gone.is_some() {
+                    to_verify.push((*id, p.dir.clone()));
+                }
+            }
+        }
+        if !to_verify.is_empty() {
+            let dirs: Vec<PathBuf> = to_verify.iter().map(|(_, d)| d.clone()).collect();
+            let live = tokio::task::spawn_blocking(move || processes_of(&dirs))
+                .await
+                .unwrap();
+            let now = Instant::now();
+            let mut t = teardowns.lock().unwrap();
+            for (id, dir) in to_verify {
+                if live.contains_key(&dir) {
+                    if let Some(p) = t.pending.get_mut(&id) {
+                        p.processes_seen_after_dir = true;
+                    }
+                    continue;
+                }
+                if let Some(p) = t.pending.remove(&id) {
+                    let end = if p.processes_seen_after_dir {
+                        t.processes_after_dir += 1;
+                        now
+                    } else {
+                        p.dir_gone.unwrap_or(now)
+                    };
+                    let ms = end.duration_since(p.decided).as_secs_f64() * 1e3;
+                    t.done.entry(p.reason).or_default().push(ms);
+                    t.verified.insert(id);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+// ------------------------------------------------------------------------------ main
+
 #[derive(Default)]
 struct Samples {
     acquire: Vec<f64>,
+    cold_acquire: Vec<f64>,
+    failed_acquire: Vec<f64>,
     launch: Vec<f64>,
-    teardown: Vec<f64>,
+    pss_per_browser: Vec<f64>,
+    processes_per_browser: Vec<f64>,
 }
 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    let decisions: Decisions = Arc::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(DecisionLayer(decisions.clone()))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        // chromiumoxide logs every connection a teardown closes as an error.
+                        .unwrap_or_else(|_| "error,chromiumoxide=off".into()),
+                ),
+        );
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let load_avg_1m_start = load_avg();
+    let scratch_before = scratch();
+    let shm_before = shm();
     let root_dir = tempfile::Builder::new()
-        .prefix("browserpool-churn-")
-        .tempdir()
+        // Short: Chromium cannot start in a session directory over MAX_SESSION_DIR_LEN.
+        .prefix("bpchurn-")
+        .tempdir_in(args.root_in.clone().unwrap_or_else(std::env::temp_dir))
         .unwrap();
     let root: PathBuf = root_dir.path().to_owned();
+    let launcher = ChromeLauncher::new(ChromeConfig::default()).unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    });
+
+    // The floor: bare spawns of the same command, before anything else runs.
+    let mut floor = Vec::new();
+    for k in 0..args.floor_spawns {
+        let dir = root.join(format!("floor-{k}"));
+        floor.push(bare_spawn_ms(&launcher, &dir));
+    }
+
     let config = PoolConfig {
         max_browsers: args.max_browsers,
         idle_timeout: Some(args.idle_timeout),
@@ -156,33 +431,61 @@ async fn main() {
         root: root.clone(),
         ..PoolConfig::default()
     };
-    let launcher = ChromeLauncher::new(ChromeConfig::default()).unwrap_or_else(|e| {
-        eprintln!("{e}");
-        std::process::exit(2)
-    });
     let pool = Arc::new(Pool::new(config, launcher).await.unwrap());
     let samples = Arc::new(Mutex::new(Samples::default()));
     let abandoned = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let teardowns = Arc::new(Mutex::new(Teardowns::default()));
+    let watcher = {
+        let pool = pool.clone();
+        tokio::spawn(watch_teardowns(
+            decisions.clone(),
+            teardowns.clone(),
+            move |id| pool.session_dir(id),
+        ))
+    };
     let deadline = Instant::now() + args.duration;
 
-    // Monitor: peaks of browsers, processes and PSS.
+    // Monitor: peaks of browsers and processes (every 200 ms), PSS (every second).
     let peaks = Arc::new(Mutex::new((0u64, 0u64, 0u64)));
     let monitor = {
-        let (pool, peaks, root) = (pool.clone(), peaks.clone(), root.clone());
+        let (pool, peaks, samples, teardowns) = (
+            pool.clone(),
+            peaks.clone(),
+            samples.clone(),
+            teardowns.clone(),
+        );
         tokio::spawn(async move {
-            loop {
+            for round in 0u64.. {
                 let st = pool.stats();
                 let browsers = (st.launching + st.live + st.stopping) as u64;
-                let r = root.clone();
-                let procs = tokio::task::spawn_blocking(move || browser_processes(&r))
+                // Every session not yet verified gone.
+                let dirs: Vec<PathBuf> = {
+                    let t = teardowns.lock().unwrap();
+                    (1..=issued(&pool))
+                        .map(SessionId)
+                        .filter(|id| !t.verified.contains(id))
+                        .map(|id| pool.session_dir(id))
+                        .collect()
+                };
+                let per_session = tokio::task::spawn_blocking(move || processes_of(&dirs))
                     .await
-                    .unwrap_or(0);
-                let pss = pool.memory().await.total.pss_bytes;
+                    .unwrap_or_default();
+                let procs: usize = per_session.values().sum();
+                let mut pss = 0;
+                if round % 5 == 0 {
+                    let mem = pool.memory().await;
+                    pss = mem.total.pss_bytes;
+                    let mut s = samples.lock().unwrap();
+                    for (_, m) in &mem.sessions {
+                        s.pss_per_browser.push(m.pss_bytes as f64);
+                        s.processes_per_browser.push(f64::from(m.processes));
+                    }
+                }
                 {
                     let mut p = peaks.lock().unwrap();
                     p.0 = p.0.max(browsers);
-                    p.1 = p.1.max(procs);
+                    p.1 = p.1.max(procs as u64);
                     p.2 = p.2.max(pss);
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -192,37 +495,44 @@ async fn main() {
 
     let mut clients = Vec::new();
     for c in 0..args.clients {
-        let (pool, samples, abandoned, errors) = (
+        let (pool, samples, abandoned, errors, decisions) = (
             pool.clone(),
             samples.clone(),
             abandoned.clone(),
             errors.clone(),
+            decisions.clone(),
         );
         let p_abandon = args.abandon;
+        let max = args.max_browsers;
         let mut rng = Rng(args.seed.wrapping_mul(1_000_003).wrapping_add(c as u64));
         clients.push(tokio::spawn(async move {
             while Instant::now() < deadline {
+                let st = pool.stats();
+                let cold = st.launching + st.live + st.stopping < max && st.waiting == 0;
                 let t = Instant::now();
-                let lease = match pool.acquire().await {
+                let acquired = pool.acquire().await;
+                let acquire_ms = t.elapsed().as_secs_f64() * 1e3;
+                let lease = match acquired {
                     Ok(l) => l,
                     Err(e) => {
                         errors.fetch_add(1, Ordering::Relaxed);
+                        samples.lock().unwrap().failed_acquire.push(acquire_ms);
                         tracing::debug!(error = %e, "acquire failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
-                let acquire_ms = t.elapsed().as_secs_f64() * 1e3;
                 let launch_ms = lease.process().launch_duration().as_secs_f64() * 1e3;
                 {
                     let mut s = samples.lock().unwrap();
                     s.acquire.push(acquire_ms);
+                    if cold {
+                        s.cold_acquire.push(acquire_ms);
+                    }
                     s.launch.push(launch_ms);
                 }
                 let session = ChromeSession::new(lease);
                 let id = session.id();
-                let pgid = session.lease().process().pid();
-                let dir = pool.session_dir(id);
                 let work = async {
                     let page = session
                         .new_page("data:text/html,<title>churn</title><p>work</p>")
@@ -246,18 +556,11 @@ async fn main() {
                     continue;
                 }
                 let t = Instant::now();
-                if pool.destroy(id).await.is_err() {
-                    continue; // already ended (evicted meanwhile)
+                if pool.destroy(id).await.is_ok() {
+                    // `destroy` returns once the directory is removed; the watcher checks
+                    // that and the processes.
+                    decisions.lock().unwrap().push((id, "destroy", t));
                 }
-                // Destroy until no process and no directory remain.
-                while !procfs::live_group_members(pgid as i32).is_empty() || dir.exists() {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                samples
-                    .lock()
-                    .unwrap()
-                    .teardown
-                    .push(t.elapsed().as_secs_f64() * 1e3);
             }
         }));
     }
@@ -266,23 +569,52 @@ async fn main() {
     }
     monitor.abort();
     let _ = monitor.await;
+    // Let the teardowns decided before the end finish being observed.
+    let settle = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < settle
+        && (!teardowns.lock().unwrap().pending.is_empty() || !decisions.lock().unwrap().is_empty())
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    watcher.abort();
+    let _ = watcher.await;
 
     let totals = pool.stats().totals;
+    let ids = issued(&pool);
     let report = pool.shutdown().await;
     if !report.unfinished.is_empty() || !report.dirs_left.is_empty() {
         eprintln!("shutdown left work: {report:?}");
     }
+    let dirs: Vec<PathBuf> = (1..=ids)
+        .map(|n| pool.session_dir(SessionId(n)))
+        .chain((0..args.floor_spawns).map(|k| root.join(format!("floor-{k}"))))
+        .collect();
     let pool = Arc::try_unwrap(pool).ok().expect("clients are done");
     drop(pool);
 
-    let leftover_processes = browser_processes(&root);
+    let leftover = processes_of(&dirs);
+    if !leftover.is_empty() {
+        eprintln!("processes left: {leftover:?}");
+    }
+    let leftover_processes = leftover.values().sum::<usize>() as u64;
     let leftover_dirs = std::fs::read_dir(&root)
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .count() as u64;
+    let leftover_scratch: Vec<String> = scratch().difference(&scratch_before).cloned().collect();
+    let root_name = root.display().to_string();
+    let leftover_shm: Vec<String> = shm()
+        .difference(&shm_before)
+        .filter(|e| **e != root_name)
+        .cloned()
+        .collect();
     let (peak_browsers, peak_processes, peak_pss_bytes) = *peaks.lock().unwrap();
     let mut s = std::mem::take(&mut *samples.lock().unwrap());
+    let mut t = std::mem::take(&mut *teardowns.lock().unwrap());
+    let mut all_teardowns: Vec<f64> = t.done.values().flatten().copied().collect();
+    let floor_p50 = pct(&mut floor, 0.5);
+    let cold_p50 = pct(&mut s.cold_acquire, 0.5);
     let summary = Summary {
         launched: totals.created,
         destroyed: totals.destroyed,
@@ -298,11 +630,39 @@ async fn main() {
         acquire_ms_p99: pct(&mut s.acquire, 0.99),
         launch_ms_p50: pct(&mut s.launch, 0.50),
         launch_ms_p99: pct(&mut s.launch, 0.99),
-        teardown_ms_p50: pct(&mut s.teardown, 0.50),
-        teardown_ms_p99: pct(&mut s.teardown, 0.99),
-        teardowns_measured: s.teardown.len(),
+        teardown_ms_p50: pct(&mut all_teardowns, 0.50),
+        teardown_ms_p99: pct(&mut all_teardowns, 0.99),
+        teardowns_measured: all_teardowns.len(),
         leftover_processes,
         leftover_dirs,
+        failed_acquires: s.failed_acquire.len() as u64,
+        failed_acquire_ms_p50: pct(&mut s.failed_acquire, 0.50),
+        failed_acquire_ms_p99: pct(&mut s.failed_acquire, 0.99),
+        cold_acquires: s.cold_acquire.len(),
+        cold_acquire_ms_p50: cold_p50,
+        cold_acquire_ms_p99: pct(&mut s.cold_acquire, 0.99),
+        launch_floor_ms_p50: floor_p50,
+        launch_floor_samples: floor.iter().map(|v| (v * 10.0).round() / 10.0).collect(),
+        cold_acquire_to_floor_ratio_p50: if floor_p50 > 0.0 {
+            ((cold_p50 / floor_p50) * 100.0).round() / 100.0
+        } else {
+            0.0
+        },
+        cold_acquire_minus_floor_ms_p50: ((cold_p50 - floor_p50) * 100.0).round() / 100.0,
+        teardowns_by_reason: t
+            .done
+            .iter_mut()
+            .map(|(k, v)| ((*k).to_owned(), Latency::of(v)))
+            .collect(),
+        teardowns_with_processes_after_dir: t.processes_after_dir,
+        teardowns_unfinished: t.pending.len(),
+        pss_per_browser_bytes_p50: pct(&mut s.pss_per_browser, 0.5) as u64,
+        processes_per_browser_p50: pct(&mut s.processes_per_browser, 0.5),
+        leftover_scratch,
+        leftover_shm,
+        root: root.display().to_string(),
+        load_avg_1m_start,
+        load_avg_1m_end: load_avg(),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary).unwrap());
@@ -310,7 +670,11 @@ async fn main() {
         println!("{summary:#?}");
     }
     drop(root_dir);
-    if leftover_processes != 0 || leftover_dirs != 0 {
+    if leftover_processes != 0
+        || leftover_dirs != 0
+        || !summary.leftover_scratch.is_empty()
+        || !summary.leftover_shm.is_empty()
+    {
         std::process::exit(1);
     }
 }

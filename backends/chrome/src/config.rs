@@ -41,6 +41,17 @@ pub struct ChromeConfig {
     /// session's private `TMPDIR` instead of `/dev/shm` (where a SIGKILLed browser would
     /// leave them behind). Default true.
     pub shm_in_session_dir: bool,
+    /// Arm `PR_SET_PDEATHSIG(SIGKILL)` in every browser, so that a server killed by
+    /// SIGKILL or the OOM killer takes its browsers with it (their helpers follow within
+    /// a few hundred milliseconds, and crash handlers exit when their browser is gone).
+    /// Default true.
+    ///
+    /// Turn it off only if this process `exec`s itself (the death signal fires on
+    /// `exec` too) and must keep its browsers across that. Browsers of a server that
+    /// dies then keep running until the next pool on the same root and prefix starts:
+    /// its startup sweep kills them (after proving them ours through `SingletonLock` and
+    /// their command lines) before removing their directories.
+    pub kill_on_parent_death: bool,
 }
 
 impl Default for ChromeConfig {
@@ -53,6 +64,7 @@ impl Default for ChromeConfig {
             graceful_close: Duration::from_secs(2),
             request_timeout: Duration::from_secs(30),
             shm_in_session_dir: true,
+            kill_on_parent_death: true,
         }
     }
 }

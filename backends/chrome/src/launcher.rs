@@ -17,12 +17,23 @@ use chromiumoxide::error::CdpError;
 use chromiumoxide::handler::HandlerConfig;
 use chromiumoxide::{Browser, Handler};
 use futures::StreamExt;
-use rustix::process::Signal;
+use tokio::sync::watch;
 
 use crate::config::{find_browser, ChromeConfig};
 use crate::error::ChromeError;
+use crate::matcher::SessionMatcher;
 use crate::tree::Tree;
 use crate::{orphans, procfs, spawner};
+
+/// The end reason's text (in `EndReason::Crashed { exit }`) when the DevTools connection
+/// drops while the browser process still lives: the session is unusable, so the pool
+/// ends it, kills its processes and removes its directory.
+pub const DEVTOOLS_LOST: &str = "devtools connection lost";
+
+/// A browser that dies also drops its DevTools connection, sometimes a moment before its
+/// exit is observed: after a connection loss, an exit within this long is reported as
+/// the exit, not as [`DEVTOOLS_LOST`].
+const EXIT_AFTER_CDP_LOSS: Duration = Duration::from_millis(250);
 
 /// Name of the profile directory inside a session directory (`--user-data-dir`).
 pub const PROFILE_DIR: &str = "profile";
@@ -31,11 +42,30 @@ pub const TMP_DIR: &str = "tmp";
 /// Name of the private home directory inside a session directory (`HOME`, XDG dirs).
 pub const HOME_DIR: &str = "home";
 
+/// The longest session directory path, in bytes, Chromium can start in. Chromium binds
+/// its profile's singleton socket at `$TMPDIR/org.chromium.Chromium.XXXXXX/SingletonSocket`
+/// and aborts ("Socket path too long") when that exceeds the 107 bytes a Unix socket
+/// path may have; `TMPDIR` is `<dir>/tmp`, which leaves 58 bytes for `<dir>`. With
+/// the default prefix, `<root>/browserpool-<12 hex digits>-<n>` fits when `root` is at
+/// most about 25 bytes (`/tmp`, `/dev/shm`, `/var/lib/browserpool`). A longer one is
+/// refused at launch with an error that says so.
+pub const MAX_SESSION_DIR_LEN: usize =
+    107 - "/tmp/org.chromium.Chromium.XXXXXX/SingletonSocket".len();
+
 /// The arguments the launcher always passes, besides `--user-data-dir`,
 /// `--no-sandbox` (when applicable) and `--disable-dev-shm-usage` (when configured).
+///
+/// Chromium's crash reporter stays on (see the comment in the list): its handler
+/// processes leave the browser's process group, and the launcher finds and kills them by
+/// their `--database=` inside the session directory.
 pub const BASE_ARGS: &[&str] = &[
     "--headless=new",
     "--remote-debugging-port=0",
+    // No initial tab: without one, the browser answers its first DevTools connection
+    // about 50 ms after writing DevToolsActivePort instead of 250-700 ms (measured on
+    // Chromium 156), and an idle browser runs no renderer. Clients open pages with
+    // `ChromeSession::new_page`; the browser stays up with no page open.
+    "--no-startup-window",
     "--no-first-run",
     "--no-default-browser-check",
     "--disable-component-update",
@@ -73,9 +103,16 @@ pub const BASE_ARGS: &[&str] = &[
 ///   (`<dir>/profile`), `TMPDIR` (`<dir>/tmp`, where Chromium's
 ///   `org.chromium.Chromium.*` scratch goes), `HOME` and the XDG directories
 ///   (`<dir>/home`) and, by default, shared memory (`--disable-dev-shm-usage`);
-/// - the browser leads its own process group; `kill(Force)` SIGKILLs the group;
-/// - it is forked from one dedicated thread with `PR_SET_PDEATHSIG(SIGKILL)`, so it dies
-///   with this process however this process dies, and never earlier;
+/// - the browser leads its own process group; `kill(Force)` SIGKILLs the group at once,
+///   and every process the session's [`SessionMatcher`] proves outside it (crash
+///   handlers) is SIGKILLed by the first `/proc` scan of the `wait_gone` that follows;
+///   `wait_gone` resolves only when a full scan finds neither;
+/// - it is forked from one dedicated thread with `PR_SET_PDEATHSIG(SIGKILL)` (unless
+///   [`ChromeConfig::kill_on_parent_death`] is off), so it dies with this process
+///   however this process dies, and never earlier;
+/// - `exited` resolves when the main process exits *or* the DevTools connection drops
+///   while it lives ([`DEVTOOLS_LOST`]): either way the session is unusable and the pool
+///   ends it;
 /// - stderr is drained continuously (its tail is kept for error messages), stdout and
 ///   stdin are `/dev/null`: the browser never blocks on a full pipe;
 /// - a launch that fails, times out or is cancelled (its future dropped) kills and reaps
@@ -116,7 +153,8 @@ impl ChromeLauncher {
     }
 
     /// The exact `--user-data-dir=...` argument a browser of session directory `dir`
-    /// carries; the startup sweep's proof of ownership.
+    /// carries. Which processes are a session's is decided by [`SessionMatcher`], not by
+    /// comparing arguments with this.
     pub fn user_data_dir_arg(dir: &Path) -> OsString {
         let mut arg = OsString::from("--user-data-dir=");
         arg.push(dir.join(PROFILE_DIR));
@@ -168,15 +206,28 @@ impl ChromeLauncher {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.config.launch_timeout;
         let dir = spec.dir.clone();
-        Self::prepare_dir(&dir).map_err(|e| BackendError::from_io("launch", &dir, &e))?;
-        let spawned = spawner::spawn(self.command(&dir)).await.map_err(|e| {
-            BackendError::new(
+        let len = dir.as_os_str().len();
+        if len > MAX_SESSION_DIR_LEN {
+            return Err(BackendError::new(
                 "launch",
                 BackendErrorKind::Launch,
-                format!("cannot start {}: {e}", self.executable.display()),
+                format!(
+                    "session directory path is {len} bytes; Chromium cannot start in one longer than {MAX_SESSION_DIR_LEN} (its singleton socket path under TMPDIR would exceed 107 bytes): use a shorter PoolConfig::root or prefix"
+                ),
             )
-            .at(&dir)
-        })?;
+            .at(&dir));
+        }
+        Self::prepare_dir(&dir).map_err(|e| BackendError::from_io("launch", &dir, &e))?;
+        let spawned = spawner::spawn(self.command(&dir), self.config.kill_on_parent_death)
+            .await
+            .map_err(|e| {
+                BackendError::new(
+                    "launch",
+                    BackendErrorKind::Launch,
+                    format!("cannot start {}: {e}", self.executable.display()),
+                )
+                .at(&dir)
+            })?;
         // From here on, dropping `tree` (an error below, or this future being dropped)
         // kills and reaps the whole group.
         let tree = Tree::new(spawned.pid, spawned.stderr, dir.clone()).map_err(|e| {
@@ -217,9 +268,11 @@ impl ChromeLauncher {
                 return Err(fail(tree, BackendErrorKind::TimedOut, msg, &dir).await);
             }
         };
-        let handler = tokio::spawn(drive(handler));
+        let (closed_tx, cdp_closed) = watch::channel(false);
+        let handler = tokio::spawn(drive(handler, closed_tx));
         Ok(ChromeProcess {
             handler,
+            cdp_closed,
             browser: Arc::new(browser),
             ws_url: url,
             dir,
@@ -238,9 +291,9 @@ fn tail(s: &str) -> String {
     s[start..].to_owned()
 }
 
-/// Kill and reap a launch that failed (bounded), then build its error.
+/// Kill and reap every process of a launch that failed (bounded), then build its error.
 async fn fail(tree: Tree, kind: BackendErrorKind, msg: String, dir: &Path) -> BackendError {
-    tree.signal_group(Signal::KILL);
+    tree.kill_forced();
     let _ = tokio::time::timeout(Duration::from_secs(2), tree.wait_gone()).await;
     drop(tree); // if anything survived, Drop tries once more, synchronously
     BackendError::new("launch", kind, msg).at(dir)
@@ -258,8 +311,8 @@ async fn wait_endpoint(tree: &Tree, port_file: &Path) -> Result<String, String> 
                 tail(&tree.stderr_tail())
             ));
         }
-        if let Ok(text) = std::fs::read_to_string(port_file) {
-            if let Some(url) = parse_port_file(&text) {
+        if let Ok(text) = std::fs::read(port_file) {
+            if let Some(url) = parse_devtools_active_port(&text) {
                 return Ok(url);
             }
         }
@@ -267,26 +320,36 @@ async fn wait_endpoint(tree: &Tree, port_file: &Path) -> Result<String, String> 
     }
 }
 
-/// The WebSocket URL from the contents of `DevToolsActivePort`, once it is complete.
-pub(crate) fn parse_port_file(text: &str) -> Option<String> {
-    let mut lines = text.lines();
-    let port: u16 = lines.next()?.trim().parse().ok()?;
-    let path = lines.next()?.trim();
-    if port == 0 || !path.starts_with('/') {
+/// The browser's DevTools WebSocket URL from the contents of
+/// `<profile>/DevToolsActivePort`, once the file is complete: a first line with the port
+/// (1-65535, plain digits) and a second with `/devtools/browser/<UUID>`. Anything else
+/// (a half-written file, another format) is `None`: the caller polls again, and nothing
+/// it read is ever connected to.
+pub fn parse_devtools_active_port(text: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(text).ok()?;
+    let mut lines = text.split('\n');
+    let port = lines.next()?;
+    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    // Guard against reading a half-written file: a browser endpoint ends in a UUID.
-    if let Some(id) = path.strip_prefix("/devtools/browser/") {
-        if id.len() != 36 {
-            return None;
-        }
+    let port: u16 = port.parse().ok()?;
+    let path = lines.next()?.trim_end_matches('\r');
+    let id = path.strip_prefix("/devtools/browser/")?;
+    let uuid_shaped = id.len() == 36
+        && id.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        });
+    if port == 0 || !uuid_shaped || lines.any(|l| !l.trim().is_empty()) {
+        return None;
     }
     Some(format!("ws://127.0.0.1:{port}{path}"))
 }
 
-/// Drive chromiumoxide's handler until the connection ends. Browser events are handled
-/// here and never stamp session activity.
-async fn drive(mut handler: Handler) {
+/// Drive chromiumoxide's handler until the connection ends, then say so on `closed`
+/// (unless this task was aborted, which drops `closed` unsent). Browser events are
+/// handled here and never stamp session activity.
+async fn drive(mut handler: Handler, closed: watch::Sender<bool>) {
     let mut consecutive_errors = 0u32;
     while let Some(r) = handler.next().await {
         match r {
@@ -301,6 +364,8 @@ async fn drive(mut handler: Handler) {
             }
         }
     }
+    tracing::debug!("DevTools connection ended");
+    let _ = closed.send(true);
 }
 
 /// One live Chromium: its process group, its CDP connection and its directory.
@@ -310,6 +375,8 @@ async fn drive(mut handler: Handler) {
 /// belt-and-braces net under the pool's own.
 pub struct ChromeProcess {
     handler: tokio::task::JoinHandle<()>,
+    /// Becomes true when the DevTools connection has ended.
+    cdp_closed: watch::Receiver<bool>,
     browser: Arc<Browser>,
     ws_url: String,
     dir: PathBuf,
@@ -328,11 +395,24 @@ impl std::fmt::Debug for ChromeProcess {
 }
 
 impl ChromeProcess {
-    /// The CDP client. Commands sent through it directly do not stamp session activity:
-    /// go through [`ChromeSession`](crate::ChromeSession) (or wrap calls in
-    /// `Lease::begin_op`) so the pool sees the session as used.
-    pub fn browser(&self) -> &Arc<Browser> {
+    /// The raw CDP client, **unstamped**: commands sent through it neither stamp
+    /// session activity nor mark the session busy, so the pool may reap, evict or retire
+    /// the session while they run. Go through [`ChromeSession`](crate::ChromeSession)
+    /// (whose `run` hands this client out for the duration of one client operation), or
+    /// hold a `Lease::begin_op` guard while using it.
+    pub fn browser_unstamped(&self) -> &Arc<Browser> {
         &self.browser
+    }
+
+    /// Whether the DevTools connection is still up (when it drops, the pool ends the
+    /// session with [`DEVTOOLS_LOST`]).
+    pub fn devtools_connected(&self) -> bool {
+        !*self.cdp_closed.borrow()
+    }
+
+    /// The matcher that decides which processes are this session's.
+    pub fn matcher(&self) -> &SessionMatcher {
+        self.tree.matcher()
     }
 
     /// The browser's main PID, which is also its process group id.
@@ -365,12 +445,12 @@ impl ChromeProcess {
         self.tree.stderr_tail()
     }
 
-    /// Live (non-zombie) processes of the browser's process group, from `/proc`.
+    /// Live (non-zombie) processes of this session, sorted: the members of the
+    /// browser's process group and the processes its [`SessionMatcher`] proves outside
+    /// it (crash handlers). Scans `/proc` (blocking, a few milliseconds).
     pub fn live_processes(&self) -> Vec<u32> {
-        if self.tree.is_reaped() {
-            return Vec::new();
-        }
-        procfs::live_group_members(self.tree.pid())
+        (self.tree.scanner())()
+            .all()
             .into_iter()
             .map(|p| p as u32)
             .collect()
@@ -418,10 +498,9 @@ impl ProcessLauncher for ChromeLauncher {
                 }
             }
             KillStage::Force => {
-                process.tree.signal_group(Signal::KILL);
-                // Then anything of this browser that left the group (the crash
-                // handler); the group is already dying meanwhile.
-                let _ = tokio::task::spawn_blocking(process.tree.stray_killer()).await;
+                // The group now; what left it (the crash handlers) at the first scan of
+                // the `wait_gone` that follows.
+                process.tree.kill_forced();
                 Ok(())
             }
         }
@@ -433,7 +512,25 @@ impl ProcessLauncher for ChromeLauncher {
     }
 
     async fn exited(&self, process: &ChromeProcess) -> String {
-        process.tree.exited().await
+        let mut cdp = process.cdp_closed.clone();
+        let lost = async move {
+            if cdp.wait_for(|closed| *closed).await.is_err() {
+                // The handler task was aborted (teardown under way): not a loss.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            exit = process.tree.exited() => exit,
+            () = lost => {
+                match tokio::time::timeout(EXIT_AFTER_CDP_LOSS, process.tree.exited()).await {
+                    Ok(exit) => exit,
+                    Err(_) => {
+                        tracing::warn!(dir = %process.dir.display(), "DevTools connection lost while the browser lives");
+                        DEVTOOLS_LOST.to_owned()
+                    }
+                }
+            }
+        }
     }
 
     fn kill_on_drop(&self, process: &ChromeProcess) {
@@ -445,8 +542,8 @@ impl ProcessLauncher for ChromeLauncher {
         if process.tree.is_reaped() {
             return None;
         }
-        let pgid = process.tree.pid();
-        tokio::task::spawn_blocking(move || group_memory(pgid))
+        let scanner = process.tree.scanner();
+        tokio::task::spawn_blocking(move || session_memory(&scanner().all()))
             .await
             .ok()
     }
@@ -464,10 +561,10 @@ impl ProcessLauncher for ChromeLauncher {
     }
 }
 
-/// RSS and PSS summed over the live members of process group `pgid`.
-pub(crate) fn group_memory(pgid: i32) -> MemoryUsage {
+/// RSS and PSS summed over `pids` (a session's live processes).
+fn session_memory(pids: &[i32]) -> MemoryUsage {
     let mut m = MemoryUsage::default();
-    for pid in procfs::live_group_members(pgid) {
+    for &pid in pids {
         if let Some((rss, pss)) = procfs::memory(pid) {
             m.rss_bytes += rss;
             m.pss_bytes += pss;
@@ -484,15 +581,68 @@ mod tests {
 
     #[test]
     fn port_file_must_be_complete() {
-        let ok = "41235\n/devtools/browser/5b9bad9d-a11a-4234-a890-d91a56a87d5a";
+        let ok = b"41235\n/devtools/browser/5b9bad9d-a11a-4234-a890-d91a56a87d5a";
         assert_eq!(
-            parse_port_file(ok).unwrap(),
+            parse_devtools_active_port(ok).unwrap(),
             "ws://127.0.0.1:41235/devtools/browser/5b9bad9d-a11a-4234-a890-d91a56a87d5a"
         );
-        assert_eq!(parse_port_file(""), None);
-        assert_eq!(parse_port_file("41235\n"), None);
-        assert_eq!(parse_port_file("41235\n/devtools/browser/5b9b"), None);
-        assert_eq!(parse_port_file("x\n/devtools/browser/"), None);
+        let captured = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/chromium-156/DevToolsActivePort"
+        ))
+        .unwrap();
+        assert!(parse_devtools_active_port(&captured).is_some());
+        for bad in [
+            &b""[..],
+            b"41235\n",
+            b"41235\n/devtools/browser/5b9b",
+            b"x\n/devtools/browser/",
+            b"0\n/devtools/browser/5b9bad9d-a11a-4234-a890-d91a56a87d5a",
+            b"+5\n/devtools/browser/5b9bad9d-a11a-4234-a890-d91a56a87d5a",
+            b"70000\n/devtools/browser/5b9bad9d-a11a-4234-a890-d91a56a87d5a",
+            b"41235\n/devtools/page/5b9bad9d-a11a-4234-a890-d91a56a87d5a",
+            b"41235\n/devtools/browser/5b9bad9d-a11a-4234-a890-d91a56a87d5a/../x",
+            b"41235\n/devtools/browser/5b9bad9d_a11a_4234_a890_d91a56a87d5a",
+            b"41235\n/devtools/browser/5b9bad9d-a11a-4234-a890-d91a56a87d5a\n@evil",
+        ] {
+            assert_eq!(
+                parse_devtools_active_port(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn port_files_never_panic_and_yield_only_local_browser_endpoints(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120)
+        ) {
+            if let Some(url) = parse_devtools_active_port(&bytes) {
+                let rest = url.strip_prefix("ws://127.0.0.1:").unwrap();
+                let (port, path) = rest.split_once('/').unwrap();
+                proptest::prop_assert!(port.parse::<u16>().is_ok_and(|p| p > 0));
+                proptest::prop_assert!(path.starts_with("devtools/browser/") && path.len() == 53);
+            }
+        }
+
+        #[test]
+        fn port_files_chromium_writes_parse(port in 1u16.., id in "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}") {
+            let text = format!("{port}\n/devtools/browser/{id}");
+            proptest::prop_assert_eq!(
+                parse_devtools_active_port(text.as_bytes()),
+                Some(format!("ws://127.0.0.1:{port}/devtools/browser/{id}"))
+            );
+        }
+    }
+
+    #[test]
+    fn the_longest_session_directory_leaves_room_for_chromiums_socket() {
+        let dir = format!("/{}", "d".repeat(MAX_SESSION_DIR_LEN - 1));
+        let socket = format!("{dir}/tmp/org.chromium.Chromium.AbCdEf/SingletonSocket");
+        assert_eq!(socket.len(), 107);
+        assert_eq!(MAX_SESSION_DIR_LEN, 58);
     }
 
     #[test]

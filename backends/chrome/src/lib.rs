@@ -38,28 +38,58 @@
 //!   puts its `org.chromium.Chromium.*` scratch, and shared memory with
 //!   `--disable-dev-shm-usage`) and `home/` (`HOME` and the XDG directories). Removing
 //!   the directory removes every file the browser made, even after a SIGKILL.
+//! - **One matcher for "process of this session".** [`SessionMatcher`] decides, from
+//!   `/proc/<pid>/cmdline`, which processes belong to a session directory: the main
+//!   process (argument `--user-data-dir=<dir>/profile`), every helper (Chromium rewrites
+//!   their titles into one space-joined string, where the flag is matched as a whole
+//!   token) and the crash handlers (`--database=` inside the directory). Kills, waits,
+//!   sweeps, memory figures, the tests' leftover checks and the `churn` example all use
+//!   it.
 //! - **Whole-tree kills.** The browser leads its own process group; a forced kill is
-//!   SIGKILL to the group, then the main process is reaped and the teardown waits until
-//!   no live process of the group remains (zombies count as gone: they hold no memory).
-//!   The crash reporter, which would leave the group, is disabled.
+//!   SIGKILL to the group plus every process the matcher proves outside it (Chromium's
+//!   crash reporter stays on: its handlers leave the group). The teardown then waits
+//!   until a full `/proc` scan finds no live process of the group and none the matcher
+//!   proves (zombies count as gone: they hold no memory), killing helpers that appear
+//!   late (the crash handler's double fork), and reaps the main process.
 //! - **Kill on parent death, never early.** Browsers are forked by one dedicated thread
 //!   that lives as long as the process, with `PR_SET_PDEATHSIG(SIGKILL)`: a SIGKILLed or
-//!   OOM-killed server takes its browsers with it.
+//!   OOM-killed server takes its browsers with it (helpers and crash handlers exit
+//!   within a few hundred milliseconds of their browser). The next pool's startup sweep
+//!   removes their directories. [`ChromeConfig::kill_on_parent_death`] turns this off;
+//!   the sweep then kills the survivors first.
 //! - **No blocked pipes.** stdin and stdout are `/dev/null`; stderr is drained by a
 //!   thread that keeps only its tail for error messages.
 //! - **Cancel-safe, leak-free launch.** A launch that fails, times out or is dropped
 //!   kills and reaps what it started.
 //! - **Crash detection.** [`ProcessLauncher::exited`](browserpool::ProcessLauncher::exited)
-//!   resolves the moment the main process exits ("exit code N", "killed by signal N");
-//!   the pool then ends the session and the client's next call gets
-//!   [`ChromeError::Session`] with the reason.
+//!   resolves the moment the main process exits ("exit code N", "killed by signal N")
+//!   or its DevTools connection drops while it lives ([`DEVTOOLS_LOST`]); the pool then
+//!   ends the session (`EndReason::Crashed` with that text), kills its processes,
+//!   removes its directory, and the client's next call gets [`ChromeError::Session`]
+//!   with the reason.
+//! - **No unstamped use by accident.** [`ChromeSession`] and [`ChromePage`] run every
+//!   command as one client operation (busy while in flight, activity stamped). The raw
+//!   chromiumoxide handles are reachable only through accessors named `*_unstamped`.
 //! - **Proven-orphan sweeps.** [`ProcessLauncher::find_orphans`](browserpool::ProcessLauncher::find_orphans)
-//!   reports a process only if its `/proc/<pid>/cmdline` carries the directory's exact
-//!   `--user-data-dir` (candidates from `SingletonLock`, checked against this host's
-//!   name, and from a `/proc` scan), and `kill_orphan` re-checks that proof right before
-//!   signalling (through a pidfd). Nothing is killed by name or by PID alone.
+//!   reports a process only if the directory's [`SessionMatcher`] proves it
+//!   (candidates from `SingletonLock`, checked against this host's name, and from a
+//!   `/proc` scan), and `kill_orphan` re-checks that proof right before signalling
+//!   (through a pidfd). Nothing is killed by name or by PID alone.
+//! - **Outside input is parsed strictly.** `SingletonLock` targets,
+//!   `DevToolsActivePort`, `/proc/<pid>/stat`, `cmdline` and `smaps_rollup` are parsed
+//!   by functions that never panic and answer `None` to anything malformed, which is
+//!   then skipped, never followed (property-tested on arbitrary bytes).
 //! - **Measurements.** [`ProcessLauncher::memory`](browserpool::ProcessLauncher::memory)
-//!   sums RSS and PSS over the process group from `/proc/<pid>/smaps_rollup`.
+//!   sums RSS and PSS over the session's processes from `/proc/<pid>/smaps_rollup`.
+//!
+//! ## Limits
+//!
+//! - A session directory may be at most [`MAX_SESSION_DIR_LEN`] (58) bytes long:
+//!   Chromium aborts when its singleton socket path, under the session's `TMPDIR`,
+//!   exceeds the 107 bytes of a Unix socket path. A longer one is refused at launch with
+//!   an error naming the fix (a shorter `PoolConfig::root` or prefix).
+//! - Browsers start with no page (`--no-startup-window`: they answer DevTools sooner and
+//!   run no renderer while idle); open pages with [`ChromeSession::new_page`].
 //!
 //! ## Containers
 //!
@@ -76,6 +106,7 @@
 mod config;
 mod error;
 mod launcher;
+mod matcher;
 mod orphans;
 pub mod procfs;
 mod session;
@@ -84,7 +115,11 @@ mod tree;
 
 pub use config::{find_browser, ChromeConfig, BROWSER_ENV_VARS, BROWSER_NAMES};
 pub use error::ChromeError;
-pub use launcher::{ChromeLauncher, ChromeProcess, BASE_ARGS, HOME_DIR, PROFILE_DIR, TMP_DIR};
+pub use launcher::{
+    parse_devtools_active_port, ChromeLauncher, ChromeProcess, BASE_ARGS, DEVTOOLS_LOST, HOME_DIR,
+    MAX_SESSION_DIR_LEN, PROFILE_DIR, TMP_DIR,
+};
+pub use matcher::SessionMatcher;
 pub use session::{ChromePage, ChromeSession};
 
 /// Make this process the "child subreaper" of its descendants (`PR_SET_CHILD_SUBREAPER`):

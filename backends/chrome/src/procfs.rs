@@ -4,10 +4,12 @@
 //! it was read. Callers that act on what they read (signal a process) re-check the
 //! identity proof immediately before acting, and signal process groups only while they
 //! hold the group leader unreaped (which pins the group id).
+//!
+//! The parsers (`parse_*`) take the raw bytes the kernel gave and never panic: input they
+//! do not understand gives `None`, never a guess. Which processes belong to a session is
+//! decided by one matcher, [`SessionMatcher`](crate::SessionMatcher), built on these.
 
-use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// What `/proc/<pid>/stat` says about a process.
@@ -33,6 +35,7 @@ impl ProcStat {
 
 /// Parse the contents of `/proc/<pid>/stat`. The command name (field 2) may contain
 /// spaces and parentheses, so the fields after it are found from the *last* `)`.
+/// `None` for anything that is not `... ) <state letter> <ppid> <pgrp> ...`.
 pub fn parse_stat(pid: i32, text: &[u8]) -> Option<ProcStat> {
     let close = text.iter().rposition(|&b| b == b')')?;
     let rest = text.get(close + 1..)?;
@@ -40,12 +43,18 @@ pub fn parse_stat(pid: i32, text: &[u8]) -> Option<ProcStat> {
         .split(|&b| b == b' ')
         .filter(|f| !f.is_empty())
         .map(|f| std::str::from_utf8(f).ok());
-    let state = *fields.next()??.as_bytes().first()?;
+    let state = fields.next()??;
+    let [state] = state.as_bytes() else {
+        return None;
+    };
+    if !state.is_ascii_alphabetic() {
+        return None;
+    }
     let ppid = fields.next()??.parse().ok()?;
     let pgrp = fields.next()??.parse().ok()?;
     Some(ProcStat {
         pid,
-        state,
+        state: *state,
         ppid,
         pgrp,
     })
@@ -64,6 +73,7 @@ pub fn all_pids() -> Vec<i32> {
     };
     rd.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|&p| p > 0)
         .collect()
 }
 
@@ -79,86 +89,58 @@ pub fn live_group_members(pgid: i32) -> Vec<i32> {
     out
 }
 
-/// Of `pids`, those that are still live members of group `pgid`.
-pub fn still_live_in_group(pids: &[i32], pgid: i32) -> Vec<i32> {
-    pids.iter()
-        .copied()
-        .filter(|&p| stat(p).is_some_and(|s| s.pgrp == pgid && s.is_live()))
+/// Whether `pid` exists as more than a zombie.
+pub fn is_live(pid: i32) -> bool {
+    stat(pid).is_some_and(|s| s.is_live())
+}
+
+/// The raw contents of `/proc/<pid>/cmdline` (empty for a zombie or a kernel thread;
+/// `None` if the process does not exist or cannot be read). See [`parse_cmdline`].
+pub fn cmdline_raw(pid: i32) -> Option<Vec<u8>> {
+    fs::read(format!("/proc/{pid}/cmdline")).ok()
+}
+
+/// The arguments in raw `/proc/<pid>/cmdline` bytes: the NUL-separated elements, empty
+/// ones dropped. A process that rewrote its title (every Chromium child does) shows one
+/// element holding the whole space-joined title.
+pub fn parse_cmdline(raw: &[u8]) -> Vec<&[u8]> {
+    raw.split(|&b| b == 0).filter(|a| !a.is_empty()).collect()
+}
+
+/// Every live (non-zombie) process except this one, with its raw command line, sorted by
+/// PID. One pass over `/proc`; a process that exits meanwhile is left out.
+pub fn live_processes() -> Vec<(ProcStat, Vec<u8>)> {
+    scan_live(|_| true)
+        .into_iter()
+        .filter_map(|(st, cmd)| Some((st, cmd?)))
         .collect()
 }
 
-/// The command-line arguments of `pid` (empty for a zombie or a kernel thread; `None`
-/// if it does not exist or cannot be read).
-pub fn cmdline(pid: i32) -> Option<Vec<Vec<u8>>> {
-    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(
-        raw.split(|&b| b == 0)
-            .filter(|a| !a.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect(),
-    )
-}
-
-/// Whether `pid`'s command line has an argument exactly equal to `arg`.
-pub fn has_exact_arg(pid: i32, arg: &OsStr) -> bool {
-    cmdline(pid).is_some_and(|args| args.iter().any(|a| a.as_slice() == arg.as_bytes()))
-}
-
-/// The argument proving that a command line belongs to the browser of session
-/// directory `dir`, if any:
-/// - exactly `--user-data-dir=<dir>/profile` (the browser and all its helpers), or
-/// - `--database=<path>` with `<path>` strictly inside `<dir>` (Chromium's crash
-///   handler, which leaves the browser's process group and session; its database lives
-///   in the session's private XDG config directory).
-///
-/// Session directory names are unique, so either is proof of ownership.
-pub fn session_proof(args: &[Vec<u8>], dir: &Path) -> Option<String> {
-    let mut udd = b"--user-data-dir=".to_vec();
-    udd.extend_from_slice(dir.join("profile").as_os_str().as_bytes());
-    let mut inside = dir.as_os_str().as_bytes().to_vec();
-    inside.push(b'/');
-    args.iter()
-        .find(|a| {
-            a.as_slice() == udd.as_slice()
-                || a.strip_prefix(b"--database=".as_slice())
-                    .is_some_and(|p| p.starts_with(&inside) && p.len() > inside.len())
-        })
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-}
-
-/// [`session_proof`] for a live process `pid` (`None` if it is gone or a zombie).
-pub fn proof_for(pid: i32, dir: &Path) -> Option<String> {
-    if !stat(pid).is_some_and(|s| s.is_live()) {
-        return None;
+/// Every live (non-zombie) process except this one, sorted by PID, with its raw command
+/// line where `want_cmdline` asks for it. `/proc/<pid>/stat` is read first: reading a
+/// command line needs the target's memory map, which a dying process may hold for a
+/// while, so callers skip it where the stat already decides.
+pub fn scan_live(
+    mut want_cmdline: impl FnMut(&ProcStat) -> bool,
+) -> Vec<(ProcStat, Option<Vec<u8>>)> {
+    let me = std::process::id() as i32;
+    let mut out: Vec<(ProcStat, Option<Vec<u8>>)> = Vec::new();
+    for p in all_pids() {
+        if p == me {
+            continue;
+        }
+        let Some(st) = stat(p).filter(ProcStat::is_live) else {
+            continue;
+        };
+        if want_cmdline(&st) {
+            if let Some(cmd) = cmdline_raw(p) {
+                out.push((st, Some(cmd)));
+            }
+        } else {
+            out.push((st, None));
+        }
     }
-    session_proof(&cmdline(pid)?, dir)
-}
-
-/// Live processes (any group) carrying a [`session_proof`] for `dir`, sorted by PID,
-/// with the proving argument. Never includes this process.
-pub fn live_belonging_to(dir: &Path) -> Vec<(ProcStat, String)> {
-    let me = std::process::id() as i32;
-    let mut out: Vec<(ProcStat, String)> = all_pids()
-        .into_iter()
-        .filter(|&p| p != me)
-        .filter_map(stat)
-        .filter(|s| s.is_live())
-        .filter_map(|s| Some((s, session_proof(&cmdline(s.pid)?, dir)?)))
-        .collect();
     out.sort_unstable_by_key(|(s, _)| s.pid);
-    out
-}
-
-/// Live processes (any group) whose command line carries exactly `arg`, sorted.
-pub fn live_with_arg(arg: &OsStr) -> Vec<ProcStat> {
-    let me = std::process::id() as i32;
-    let mut out: Vec<ProcStat> = all_pids()
-        .into_iter()
-        .filter(|&p| p != me)
-        .filter_map(stat)
-        .filter(|s| s.is_live() && has_exact_arg(s.pid, arg))
-        .collect();
-    out.sort_unstable_by_key(|s| s.pid);
     out
 }
 
@@ -166,22 +148,37 @@ pub fn live_with_arg(arg: &OsStr) -> Vec<ProcStat> {
 /// `/proc/<pid>/smaps_rollup` (falling back to `VmRSS` in `/proc/<pid>/status`, with no
 /// PSS, on kernels without `smaps_rollup`).
 pub fn memory(pid: i32) -> Option<(u64, u64)> {
-    if let Ok(text) = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
-        let rss = kb_field(&text, "Rss:");
-        let pss = kb_field(&text, "Pss:");
-        if rss.is_some() || pss.is_some() {
-            return Some((rss.unwrap_or(0), pss.unwrap_or(0)));
+    if let Ok(text) = fs::read(format!("/proc/{pid}/smaps_rollup")) {
+        if let Some(m) = parse_smaps_rollup(&text) {
+            return Some(m);
         }
     }
-    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let text = fs::read(format!("/proc/{pid}/status")).ok()?;
     Some((kb_field(&text, "VmRSS:")?, 0))
 }
 
-fn kb_field(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let v = l.strip_prefix(key)?.trim();
-        let kb: u64 = v.strip_suffix("kB").unwrap_or(v).trim().parse().ok()?;
-        Some(kb * 1024)
+/// `(Rss, Pss)` in bytes from the contents of `/proc/<pid>/smaps_rollup`; a missing
+/// field counts as 0, and `None` if neither is there or a value is malformed.
+pub fn parse_smaps_rollup(text: &[u8]) -> Option<(u64, u64)> {
+    let rss = kb_field(text, "Rss:");
+    let pss = kb_field(text, "Pss:");
+    if rss.is_none() && pss.is_none() {
+        return None;
+    }
+    Some((rss.unwrap_or(0), pss.unwrap_or(0)))
+}
+
+/// The value of a `Key:   1234 kB` line, in bytes. `None` if the key is missing, its
+/// value is not a plain number of kB, or the byte count does not fit in a `u64`.
+fn kb_field(text: &[u8], key: &str) -> Option<u64> {
+    text.split(|&b| b == b'\n').find_map(|l| {
+        let v = std::str::from_utf8(l.strip_prefix(key.as_bytes())?).ok()?;
+        let v = v.trim();
+        let digits = v.strip_suffix("kB").unwrap_or(v).trim();
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse::<u64>().ok()?.checked_mul(1024)
     })
 }
 
@@ -194,6 +191,13 @@ pub fn exists_nofollow(path: &Path) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use proptest::prelude::*;
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/chromium-156");
+
+    fn fixture(name: &str) -> Vec<u8> {
+        fs::read(format!("{FIXTURES}/{name}")).unwrap()
+    }
 
     #[test]
     fn parses_stat_with_awkward_comm() {
@@ -211,6 +215,21 @@ mod tests {
         let z = parse_stat(7, b"7 (chromium) Z 1 7 7 0").unwrap();
         assert!(!z.is_live());
         assert_eq!(parse_stat(1, b"garbage"), None);
+        assert_eq!(parse_stat(1, b"1 (x) SS 1 1"), None);
+        assert_eq!(parse_stat(1, b"1 (x) 5 1 1"), None);
+        assert_eq!(parse_stat(1, b"1 (x) S 1"), None);
+    }
+
+    #[test]
+    fn parses_captured_chromium_stats() {
+        // Captured from a real session (see tests/fixtures/chromium-156/README.md): the
+        // renderer is in the browser's group, the crash handler in a group of its own.
+        let browser = parse_stat(12912, &fixture("browser.stat")).unwrap();
+        assert_eq!((browser.pgrp, browser.state), (12912, b'S'));
+        let renderer = parse_stat(12991, &fixture("renderer.stat")).unwrap();
+        assert_eq!(renderer.pgrp, 12912);
+        let crashpad = parse_stat(12929, &fixture("crashpad.stat")).unwrap();
+        assert_eq!(crashpad.pgrp, 12928);
     }
 
     #[test]
@@ -221,43 +240,79 @@ mod tests {
         assert!(live_group_members(s.pgrp).contains(&me));
         let (rss, _pss) = memory(me).unwrap();
         assert!(rss > 0);
-        assert!(!cmdline(me).unwrap().is_empty());
+        assert!(!parse_cmdline(&cmdline_raw(me).unwrap()).is_empty());
+        // The snapshot never includes this process.
+        assert!(live_processes().iter().all(|(s, _)| s.pid != me));
     }
 
     #[test]
-    fn session_proofs_are_exact() {
-        let dir = Path::new("/r/bp-abc-1");
-        let args = |v: &[&str]| v.iter().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>();
-        assert!(session_proof(
-            &args(&["chromium", "--user-data-dir=/r/bp-abc-1/profile"]),
-            dir
-        )
-        .is_some());
-        assert!(session_proof(
-            &args(&["crashpad", "--database=/r/bp-abc-1/home/.config/x"]),
-            dir
-        )
-        .is_some());
-        assert!(session_proof(
-            &args(&["chromium", "--user-data-dir=/r/bp-abc-10/profile"]),
-            dir
-        )
-        .is_none());
-        assert!(session_proof(
-            &args(&["chromium", "--user-data-dir=/r/bp-abc-1/profile/"]),
-            dir
-        )
-        .is_none());
-        assert!(session_proof(&args(&["crashpad", "--database=/r/bp-abc-10/x"]), dir).is_none());
-        assert!(session_proof(&args(&["crashpad", "--database=/r/bp-abc-1/"]), dir).is_none());
-        assert!(session_proof(&args(&["sleep", "/r/bp-abc-1/profile"]), dir).is_none());
+    fn cmdline_elements() {
+        assert_eq!(
+            parse_cmdline(b"a\0--b=c d\0\0"),
+            vec![b"a".as_slice(), b"--b=c d".as_slice()]
+        );
+        assert!(parse_cmdline(b"").is_empty());
+        // A rewritten title: one element.
+        assert_eq!(parse_cmdline(&fixture("renderer.cmdline")).len(), 1);
+        assert!(parse_cmdline(&fixture("browser.cmdline")).len() > 30);
     }
 
     #[test]
-    fn kb_fields() {
-        let t = "Rss:                1234 kB\nPss:   10 kB\n";
-        assert_eq!(kb_field(t, "Rss:"), Some(1234 * 1024));
-        assert_eq!(kb_field(t, "Pss:"), Some(10 * 1024));
+    fn smaps_rollup_fields() {
+        assert_eq!(
+            parse_smaps_rollup(&fixture("smaps_rollup")),
+            Some((1692 * 1024, 338 * 1024))
+        );
+        let t = b"Rss:                1234 kB\nPss:   10 kB\n";
+        assert_eq!(parse_smaps_rollup(t), Some((1234 * 1024, 10 * 1024)));
         assert_eq!(kb_field(t, "Swap:"), None);
+        assert_eq!(parse_smaps_rollup(b"Swap: 1 kB\n"), None);
+        assert_eq!(kb_field(b"Rss: -5 kB\n", "Rss:"), None);
+        assert_eq!(kb_field(b"Rss: 99999999999999999999 kB\n", "Rss:"), None);
+        assert_eq!(kb_field(b"Rss: 18014398509481984 kB\n", "Rss:"), None); // 2^54 kB overflows
+    }
+
+    proptest! {
+        #[test]
+        fn stat_parser_never_panics_and_reads_only_well_formed_fields(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200)
+        ) {
+            if let Some(s) = parse_stat(1, &bytes) {
+                prop_assert!(s.state.is_ascii_alphabetic());
+                let text = String::from_utf8_lossy(&bytes);
+                let ppid = s.ppid.to_string();
+                prop_assert!(text.contains(&ppid));
+            }
+        }
+
+        #[test]
+        fn stat_parser_reads_what_the_kernel_writes(
+            comm in "[ -~]{0,16}", state in "[RSDZTtXxIWP]", ppid in 0i32..1 << 22, pgrp in 0i32..1 << 22
+        ) {
+            let text = format!("77 ({comm}) {state} {ppid} {pgrp} 0 -1 4194560 0");
+            let s = parse_stat(77, text.as_bytes()).unwrap();
+            prop_assert_eq!((s.state, s.ppid, s.pgrp), (state.as_bytes()[0], ppid, pgrp));
+        }
+
+        #[test]
+        fn cmdline_parser_never_panics_and_keeps_every_byte_but_nuls(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300)
+        ) {
+            let parts = parse_cmdline(&bytes);
+            prop_assert!(parts.iter().all(|p| !p.is_empty() && !p.contains(&0)));
+            let kept: usize = parts.iter().map(|p| p.len()).sum();
+            prop_assert_eq!(kept, bytes.iter().filter(|&&b| b != 0).count());
+        }
+
+        #[test]
+        fn smaps_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse_smaps_rollup(&bytes);
+        }
+
+        #[test]
+        fn smaps_parser_reads_what_the_kernel_writes(rss in 0u64..1 << 40, pss in 0u64..1 << 40) {
+            let text = format!("00-ff ---p 0 00:00 0 [rollup]\nRss: {rss:>12} kB\nPss: {pss:>12} kB\nSwap: 0 kB\n");
+            prop_assert_eq!(parse_smaps_rollup(text.as_bytes()), Some((rss * 1024, pss * 1024)));
+        }
     }
 }

@@ -62,15 +62,18 @@ impl ChromeSession {
     }
 
     /// Run any CDP work on the browser as one client operation: the session is busy
-    /// while `f` runs and activity is stamped when it starts and ends. The escape hatch
-    /// for everything the other methods do not cover.
+    /// while `f`'s future runs and activity is stamped when it starts and ends. The
+    /// escape hatch for everything the other methods do not cover.
+    ///
+    /// The browser handle is lent for the operation: a clone kept after `f`'s future
+    /// ends is unstamped (like [`ChromeProcess::browser_unstamped`](crate::ChromeProcess::browser_unstamped)).
     pub async fn run<F, Fut, T>(&self, f: F) -> Result<T, ChromeError>
     where
         F: FnOnce(Arc<Browser>) -> Fut,
         Fut: Future<Output = Result<T, CdpError>>,
     {
         let _op = self.lease.begin_op()?;
-        let browser = self.lease.process().browser().clone();
+        let browser = self.lease.process().browser_unstamped().clone();
         f(browser).await.map_err(|e| explain(&self.lease, e))
     }
 
@@ -111,7 +114,9 @@ pub struct ChromePage {
 }
 
 impl ChromePage {
-    /// Run any CDP work on this page as one client operation.
+    /// Run any CDP work on this page as one client operation: the session is busy while
+    /// `f`'s future runs and activity is stamped when it starts and ends. A clone of the
+    /// page kept after that is unstamped (like [`ChromePage::page_unstamped`]).
     pub async fn run<F, Fut, T>(&self, f: F) -> Result<T, ChromeError>
     where
         F: FnOnce(Page) -> Fut,
@@ -150,9 +155,11 @@ impl ChromePage {
         self.run(|p| async move { p.close().await }).await
     }
 
-    /// The chromiumoxide page. Commands sent through it directly do not stamp activity;
-    /// prefer [`ChromePage::run`].
-    pub fn page(&self) -> &Page {
+    /// The raw chromiumoxide page, **unstamped**: commands sent through it neither stamp
+    /// activity nor mark the session busy, so the pool may reap, evict or retire the
+    /// session while they run. Use [`ChromePage::run`] instead, or hold a
+    /// `Lease::begin_op` guard while using it.
+    pub fn page_unstamped(&self) -> &Page {
         &self.page
     }
 }

@@ -33,6 +33,7 @@ pub(crate) struct Spawned {
 
 struct Request {
     cmd: Command,
+    kill_on_parent_death: bool,
     reply: oneshot::Sender<io::Result<Spawned>>,
 }
 
@@ -60,22 +61,28 @@ fn spawner_loop(rx: mpsc::Receiver<Request>) {
 }
 
 fn serve(req: Request) {
-    let Request { mut cmd, reply } = req;
+    let Request {
+        mut cmd,
+        kill_on_parent_death,
+        reply,
+    } = req;
     let parent = rustix::process::getpid();
     cmd.process_group(0);
-    // SAFETY: the hook runs in the forked child before exec and only makes raw system
-    // calls (prctl, getppid), which are async-signal-safe; it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-            if rustix::process::getppid() != Some(parent) {
-                // The parent died before the death signal was armed.
-                return Err(io::Error::from_raw_os_error(
-                    rustix::io::Errno::SRCH.raw_os_error(),
-                ));
-            }
-            Ok(())
-        });
+    if kill_on_parent_death {
+        // SAFETY: the hook runs in the forked child before exec and only makes raw system
+        // calls (prctl, getppid), which are async-signal-safe; it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+                if rustix::process::getppid() != Some(parent) {
+                    // The parent died before the death signal was armed.
+                    return Err(io::Error::from_raw_os_error(
+                        rustix::io::Errno::SRCH.raw_os_error(),
+                    ));
+                }
+                Ok(())
+            });
+        }
     }
     match cmd.spawn() {
         Ok(mut child) => {
@@ -107,14 +114,18 @@ fn serve(req: Request) {
 }
 
 /// Fork `cmd` from the spawner thread as the leader of a new process group, with
-/// `PR_SET_PDEATHSIG(SIGKILL)` armed against this process.
+/// `PR_SET_PDEATHSIG(SIGKILL)` armed against this process if `kill_on_parent_death`.
 ///
 /// Cancel-safe: if the returned future is dropped before it resolves, a child forked for
 /// it is killed and reaped by the spawner.
-pub(crate) async fn spawn(cmd: Command) -> io::Result<Spawned> {
+pub(crate) async fn spawn(cmd: Command, kill_on_parent_death: bool) -> io::Result<Spawned> {
     let (reply, rx) = oneshot::channel();
     sender()?
-        .send(Request { cmd, reply })
+        .send(Request {
+            cmd,
+            kill_on_parent_death,
+            reply,
+        })
         .map_err(|_| io::Error::other("the browser spawner thread is gone"))?;
     rx.await
         .map_err(|_| io::Error::other("the browser spawner thread dropped the request"))?

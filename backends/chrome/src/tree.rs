@@ -8,6 +8,13 @@
 //! group is gone, and we never signal the group after reaping it (both under one lock),
 //! so `kill(-pgid)` can never hit a stranger's group.
 //!
+//! ## Which processes are the session's
+//!
+//! The group's live members, and every live process the session's
+//! [`SessionMatcher`] proves (helpers that left the group, such as the crash handler,
+//! which double-forks and calls `setsid`, possibly after the first scan). The tree is
+//! gone only when a full `/proc` scan finds neither.
+//!
 //! ## Why zombies count as gone
 //!
 //! When the leader dies, the other members are reparented to init (or a subreaper),
@@ -17,8 +24,9 @@
 //! teardown look as slow as init's reaping.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ChildStderr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -26,6 +34,7 @@ use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, WaitOptions};
 use tokio::sync::watch;
 
+use crate::matcher::SessionMatcher;
 use crate::procfs;
 
 /// Bytes of the browser's stderr kept for error messages.
@@ -33,15 +42,54 @@ const STDERR_TAIL: usize = 4096;
 
 pub(crate) struct Tree {
     pid: Pid,
-    /// Set once the leader is reaped; from then on the group is never signalled again.
+    /// Set once the leader is reaped; from then on the group is never signalled again,
+    /// and its id no longer names our processes.
     reaped: Mutex<bool>,
     exit_tx: Arc<watch::Sender<Option<String>>>,
     exit_rx: watch::Receiver<Option<String>>,
     stderr: Arc<Mutex<Vec<u8>>>,
-    /// The session directory; see [`procfs::session_proof`].
-    dir: PathBuf,
-    /// Processes of this browser found outside its group (and killed by PID).
-    strays: Arc<Mutex<Vec<i32>>>,
+    /// Which processes are this session's, beyond the group.
+    matcher: Arc<SessionMatcher>,
+    /// A forced kill was ordered: every process of the session found from now on is
+    /// SIGKILLed, in or out of the group.
+    forced: AtomicBool,
+}
+
+/// One full `/proc` scan of a session's live processes.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// Live members of the browser's process group.
+    pub members: Vec<i32>,
+    /// Live processes outside the group that the matcher proves are the session's.
+    pub strays: Vec<i32>,
+}
+
+impl Scan {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.strays.is_empty()
+    }
+
+    pub(crate) fn all(&self) -> Vec<i32> {
+        let mut v = [self.members.as_slice(), self.strays.as_slice()].concat();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Scan `/proc` for the live processes of a session: members of group `pgid` (if the
+/// group id is still ours) and processes the matcher proves.
+fn scan(pgid: Option<i32>, matcher: &SessionMatcher) -> Scan {
+    let mut out = Scan::default();
+    // Group members are known from their stat: their command lines are not read (they
+    // are the processes dying right now).
+    for (st, cmd) in procfs::scan_live(|st| pgid != Some(st.pgrp)) {
+        match cmd {
+            None => out.members.push(st.pid),
+            Some(cmd) if matcher.matches(&cmd) => out.strays.push(st.pid),
+            Some(_) => {}
+        }
+    }
+    out
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -85,9 +133,10 @@ fn publish(tx: &watch::Sender<Option<String>>, status: String) {
 }
 
 impl Tree {
-    /// Take ownership of a freshly forked group leader. From here on, dropping the
-    /// `Tree` kills and reaps the whole group (bounded), so a launch that fails or is
-    /// cancelled leaves nothing running.
+    /// Take ownership of a freshly forked group leader whose browser uses session
+    /// directory `dir`. From here on, dropping the `Tree` kills and reaps every process
+    /// of the session (bounded), so a launch that fails or is cancelled leaves nothing
+    /// running.
     pub(crate) fn new(
         pid: Pid,
         stderr: Option<ChildStderr>,
@@ -100,8 +149,8 @@ impl Tree {
             exit_tx: Arc::new(tx),
             exit_rx: rx,
             stderr: Arc::new(Mutex::new(Vec::new())),
-            dir,
-            strays: Arc::new(Mutex::new(Vec::new())),
+            matcher: Arc::new(SessionMatcher::new(&dir)),
+            forced: AtomicBool::new(false),
         };
         // Waiter: learns the exit status without reaping (WNOWAIT), so the group id
         // stays pinned until `try_reap` decides the group is gone. A thread (not a
@@ -155,6 +204,11 @@ impl Tree {
         self.pid.as_raw_pid()
     }
 
+    /// The session's matcher.
+    pub(crate) fn matcher(&self) -> &SessionMatcher {
+        &self.matcher
+    }
+
     /// The last few KiB the browser wrote to stderr.
     pub(crate) fn stderr_tail(&self) -> String {
         String::from_utf8_lossy(&lock(&self.stderr)).into_owned()
@@ -196,26 +250,31 @@ impl Tree {
         }
     }
 
-    /// A job (blocking: scans `/proc`) that kills the processes of this browser that
-    /// left its group (Chromium's crash handler calls `setsid`), re-checking the proof
-    /// immediately before each signal, and remembers them for [`Tree::wait_gone`].
-    pub(crate) fn stray_killer(&self) -> impl FnOnce() + Send + 'static {
-        let pgid = self.pid();
-        let dir = self.dir.clone();
-        let strays = self.strays.clone();
-        move || {
-            for (s, _) in procfs::live_belonging_to(&dir) {
-                if s.pgrp != pgid && kill_if_proven(s.pid, &[dir.as_path()]) {
-                    lock(&strays).push(s.pid);
-                }
-            }
-        }
+    /// A blocking job (it scans `/proc`) that finds the session's live processes: the
+    /// group's members while the group id is ours, and every process the matcher proves.
+    pub(crate) fn scanner(&self) -> impl FnOnce() -> Scan + Send + 'static {
+        let pgid = (!self.is_reaped()).then(|| self.pid());
+        let matcher = self.matcher.clone();
+        move || scan(pgid, &matcher)
     }
 
-    fn strays_gone(&self) -> bool {
-        let mut strays = lock(&self.strays);
-        strays.retain(|&p| procfs::proof_for(p, &self.dir).is_some());
-        strays.is_empty()
+    /// The forced kill: SIGKILL the group now, and from now on every process of the
+    /// session that a scan finds outside the group (the crash handler calls `setsid`),
+    /// re-checking the proof immediately before each signal. [`Tree::wait_gone`]'s
+    /// first scan, right after, is the one that finds them: one `/proc` scan, not two.
+    pub(crate) fn kill_forced(&self) {
+        self.forced.store(true, Ordering::Release);
+        self.signal_group(Signal::KILL);
+    }
+
+    /// Whether `pid`, found by a scan, is still a live process of this session.
+    fn still_ours(&self, pid: i32) -> bool {
+        match procfs::stat(pid) {
+            Some(s) if s.is_live() => {
+                (s.pgrp == self.pid() && !self.is_reaped()) || self.matcher.proof_for(pid).is_some()
+            }
+            _ => false,
+        }
     }
 
     /// Reap the leader if it has exited. Returns whether it is reaped (now or before).
@@ -264,61 +323,76 @@ impl Tree {
         *lock(&self.reaped)
     }
 
-    /// Resolves when no live process of the group (and no stray) remains, and the leader
-    /// is reaped. Cancel-safe. Polls `/proc`: a full scan, then only the members it
-    /// found, then a full scan again to confirm.
+    /// Kill the strays of a scan after a forced kill, or once the main process has
+    /// exited: the session is over, and a helper outside the group, even one that
+    /// appeared after the kill (the crash handler's double fork), must not outlive it.
+    /// Before that (a graceful close in progress) nothing is signalled.
+    fn kill_strays(&self, strays: &[i32]) {
+        if self.forced.load(Ordering::Acquire) || self.exit_status().is_some() {
+            for &pid in strays {
+                kill_if_proven(pid, &self.matcher);
+            }
+        }
+    }
+
+    /// Resolves when no live process of the session remains (no live group member and
+    /// nothing the matcher proves, by a full `/proc` scan) and the leader is reaped.
+    /// Cancel-safe. Between full scans it polls only the processes the last scan found.
     pub(crate) async fn wait_gone(&self) {
-        let pgid = self.pid();
         let started = Instant::now();
-        let mut watching: Option<Vec<i32>> = None;
+        let mut watching: Vec<i32> = Vec::new();
         loop {
-            match watching.take() {
-                None => {
-                    let live =
-                        tokio::task::spawn_blocking(move || procfs::live_group_members(pgid))
-                            .await
-                            .unwrap_or_else(|_| vec![pgid]);
-                    if live.is_empty() && self.strays_gone() && self.try_reap() {
-                        return;
-                    }
-                    watching = Some(live);
+            if watching.is_empty() {
+                let scanner = self.scanner();
+                let found = match tokio::task::spawn_blocking(scanner).await {
+                    Ok(found) => found,
+                    Err(_) => Scan {
+                        members: vec![self.pid()],
+                        strays: Vec::new(),
+                    },
+                };
+                if found.is_empty() && self.try_reap() {
+                    return;
                 }
-                Some(pids) => {
-                    let live = procfs::still_live_in_group(&pids, pgid);
-                    if live.is_empty() && !pids.is_empty() {
-                        continue; // the last ones just died: confirm with a full scan now
-                    }
-                    if !live.is_empty() {
-                        watching = Some(live);
-                    }
+                self.kill_strays(&found.strays);
+                watching = found.all();
+            } else {
+                watching.retain(|&p| self.still_ours(p));
+                if watching.is_empty() {
+                    continue; // the last ones just died: confirm with a full scan now
                 }
             }
-            let pause = if started.elapsed() < Duration::from_millis(300) {
-                Duration::from_millis(3)
+            // Processes normally die within tens of milliseconds of SIGKILL, but on a
+            // loaded host the kernel may take hundreds to schedule their exit: poll the
+            // watched PIDs (one stat each) often for the first seconds.
+            let pause = if !watching.is_empty() && started.elapsed() < Duration::from_secs(2) {
+                Duration::from_millis(2)
             } else {
-                Duration::from_millis(25)
+                Duration::from_millis(20)
             };
             tokio::time::sleep(pause).await;
         }
     }
 
-    /// Synchronous teardown for `Drop` paths: SIGKILL the group and strays, wait up to
-    /// `budget` until they are gone, reap the leader. Never panics.
+    /// Synchronous teardown for `Drop` paths: SIGKILL the group and every process the
+    /// matcher proves, wait up to `budget` until they are gone, reap the leader. Never
+    /// panics.
     pub(crate) fn kill_and_wait_sync(&self, budget: Duration) {
-        if self.is_reaped() {
+        if self.is_reaped() && self.matcher.live().is_empty() {
             return;
         }
-        self.signal_group(Signal::KILL);
-        (self.stray_killer())();
+        self.kill_forced();
         let deadline = Instant::now() + budget;
-        let pgid = self.pid();
         loop {
-            let live = procfs::live_group_members(pgid);
-            if live.is_empty() && self.strays_gone() && self.try_reap() {
+            let found = (self.scanner())();
+            for &pid in &found.strays {
+                kill_if_proven(pid, &self.matcher);
+            }
+            if found.is_empty() && self.try_reap() {
                 return;
             }
             if Instant::now() >= deadline {
-                tracing::error!(pgid, live = ?live, "browser processes still alive after SIGKILL; giving up waiting");
+                tracing::error!(pgid = self.pid(), live = ?found.all(), "browser processes still alive after SIGKILL; giving up waiting");
                 return;
             }
             std::thread::sleep(Duration::from_millis(3));
@@ -337,10 +411,10 @@ impl Drop for Tree {
     }
 }
 
-/// SIGKILL `pid` only if it is alive and carries a [`procfs::session_proof`] for one of
-/// `dirs`. The process is pinned with a pidfd before the check, so the signal reaches
-/// the very process that was checked, never a successor that reused its PID.
-pub(crate) fn kill_if_proven(pid: i32, dirs: &[&Path]) -> bool {
+/// SIGKILL `pid` only if it is alive and `matcher` proves it belongs to the session. The
+/// process is pinned with a pidfd before the check, so the signal reaches the very
+/// process that was checked, never a successor that reused its PID.
+pub(crate) fn kill_if_proven(pid: i32, matcher: &SessionMatcher) -> bool {
     let Some(p) = Pid::from_raw(pid) else {
         return false;
     };
@@ -349,7 +423,7 @@ pub(crate) fn kill_if_proven(pid: i32, dirs: &[&Path]) -> bool {
         Err(Errno::SRCH) => return false,
         Err(_) => None, // kernel without pidfd: fall back to check-then-kill
     };
-    if !dirs.iter().any(|d| procfs::proof_for(pid, d).is_some()) {
+    if matcher.proof_for(pid).is_none() {
         return false;
     }
     let sent = match &fd {

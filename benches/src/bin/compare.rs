@@ -1,16 +1,20 @@
 //! `compare`: browserpool, the naive design, moka and the floor side by side.
 //!
 //! ```text
-//! cargo run --release -p browserpool-benches --bin compare -- [--json] [--quick]
+//! cargo run --release -p browserpool-benches --bin compare -- [--json] [--quick] [--check]
 //! ```
 //!
 //! Prints one row per operation and size: median nanoseconds per operation for each
 //! implementation and the ratios `naive/ours` and `moka/ours`. Progress goes to stderr.
+//! With `--check`, the rows are held to the speed targets
+//! ([`browserpool_benches::targets`]): the verdict goes to stderr, with every row that
+//! missed a target, and the exit status is 1 if any did.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
 use browserpool_benches::compare::{run, table, Options};
+use browserpool_benches::targets::{check, TARGETS};
 use clap::Parser;
 
 /// Measure browserpool's hot paths beside a naive design and moka, interleaving rounds.
@@ -29,6 +33,9 @@ struct Args {
     /// Measured time per sample in microseconds; default 2000 (200 with --quick).
     #[arg(long)]
     sample_us: Option<u64>,
+    /// Hold the rows to the speed targets; exit with status 1 if one is missed.
+    #[arg(long)]
+    check: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,5 +73,14 @@ fn main() -> std::process::ExitCode {
         print!("{}", table(&rows));
     }
     eprintln!("total {:.1} s", start.elapsed().as_secs_f64());
+    if args.check {
+        let verdict = check(&rows, &opts.sizes, TARGETS);
+        eprint!("{verdict}");
+        if !verdict.passed() {
+            eprintln!("compare --check: {} target miss(es)", verdict.misses.len());
+            return std::process::ExitCode::FAILURE;
+        }
+        eprintln!("compare --check: every target met");
+    }
     std::process::ExitCode::SUCCESS
 }

@@ -27,9 +27,16 @@
 //!
 //! A session counts against `max_browsers` from `acquire` until its processes are
 //! `Gone`, so `max_browsers` bounds live process trees, not map entries.
+//!
+//! A failed launch's requester gets [`AcquireError::LaunchFailed`] only after the
+//! directory removal has been tried (`DirRemoved`, or the first `RemoveFailed`), so the
+//! error's "nothing was left behind" holds when it arrives.
 
+mod dirs;
 mod index;
 mod snapshot;
+mod table;
+mod tombstones;
 
 pub use snapshot::SessionInfo;
 
@@ -38,16 +45,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustc_hash::FxHashMap;
-
 use crate::backend::KillStage;
 use crate::config::{CapacityPolicy, PoolConfig};
 use crate::error::{AcquireError, BackendError, BackendErrorKind, ConfigError, SessionError};
-use crate::session::{Activity, EndReason, OwnerKey, RetireCause, SessionId};
+use crate::session::{
+    ActivityRef, CellChunk, EndReason, OwnerKey, RetireCause, SessionId, CELLS_PER_CHUNK,
+};
 use crate::stats::Totals;
 use crate::time::{duration_ms, Timestamp};
 
+use dirs::SessionDirs;
 use index::{ActivityIndex, Timer, TimerIndex};
+use table::{Cold, Placed, SessionTable, State, Tag};
+use tombstones::Tombstones;
 
 /// Identifies one request for a session, so that its answer ([`Action::Reply`]) can be
 /// routed back to whoever asked.
@@ -176,43 +186,6 @@ pub enum Action {
 }
 
 #[derive(Debug)]
-enum State {
-    Launching {
-        ticket: Ticket,
-        cancelled: bool,
-    },
-    Live,
-    Stopping {
-        reason: EndReason,
-        attempt: u32,
-        /// The stage of the current attempt.
-        stage: KillStage,
-        /// A forced kill has timed out: this slot is not reliably "on its way".
-        stalled: bool,
-    },
-    Removing {
-        reason: EndReason,
-        attempt: u32,
-        finished: bool,
-    },
-}
-
-#[derive(Debug)]
-struct Session {
-    state: State,
-    activity: Arc<Activity>,
-    dir: PathBuf,
-    owner: Option<OwnerKey>,
-    launched_at: Timestamp,
-    /// Key in the activity index while live.
-    index_key: Option<Timestamp>,
-    retire_at: Option<Timestamp>,
-    /// Grace deadline and the release time (touched-again means stamped at or after it).
-    release: Option<(Timestamp, Timestamp)>,
-    remove_retry_at: Option<Timestamp>,
-}
-
-#[derive(Debug)]
 struct Waiter {
     ticket: Ticket,
     owner: Option<OwnerKey>,
@@ -260,10 +233,10 @@ pub struct MachineStats {
 #[derive(Debug)]
 pub struct Lifecycle {
     config: PoolConfig,
-    dir_prefix: String,
+    dirs: SessionDirs,
     idle_ms: Option<u64>,
     grid_ms: u64,
-    sessions: FxHashMap<SessionId, Session>,
+    table: SessionTable,
     by_activity: ActivityIndex,
     timers: TimerIndex,
     owners: std::collections::BTreeMap<OwnerKey, std::collections::BTreeSet<SessionId>>,
@@ -275,8 +248,10 @@ pub struct Lifecycle {
     launching: usize,
     next_id: u64,
     next_ticket: u64,
-    tombstones: FxHashMap<SessionId, EndReason>,
-    tombstone_order: VecDeque<SessionId>,
+    tombstones: Tombstones,
+    /// The chunk new sessions' activity cells come from, and the next free cell in it.
+    cells: Option<Arc<CellChunk>>,
+    next_cell: usize,
     actions: VecDeque<Action>,
     shutting_down: bool,
     totals: Totals,
@@ -288,13 +263,13 @@ impl Lifecycle {
     /// [`crate::sweep`]); it must be unique among pools sharing `root` and `prefix`.
     pub fn new(config: PoolConfig, instance: &str) -> Result<Self, ConfigError> {
         config.validate()?;
-        let dir_prefix = format!("{}{}-", config.prefix, instance);
         Ok(Lifecycle {
             idle_ms: config.idle_timeout.map(duration_ms),
             grid_ms: duration_ms(config.reap_interval).max(1),
-            dir_prefix,
+            dirs: SessionDirs::new(&config.root, &config.prefix, instance),
+            tombstones: Tombstones::new(config.tombstones),
             config,
-            sessions: FxHashMap::default(),
+            table: SessionTable::default(),
             by_activity: ActivityIndex::default(),
             timers: TimerIndex::default(),
             owners: Default::default(),
@@ -306,8 +281,8 @@ impl Lifecycle {
             launching: 0,
             next_id: 1,
             next_ticket: 1,
-            tombstones: FxHashMap::default(),
-            tombstone_order: VecDeque::new(),
+            cells: None,
+            next_cell: 0,
             actions: VecDeque::new(),
             shutting_down: false,
             totals: Totals::default(),
@@ -323,26 +298,27 @@ impl Lifecycle {
 
     /// The activity cell of a session that is launching or live; for an ended session,
     /// why it ended.
-    pub fn activity(&self, id: SessionId) -> Result<&Arc<Activity>, SessionError> {
-        match self.sessions.get(&id) {
-            Some(s) if matches!(s.state, State::Launching { .. } | State::Live) => Ok(&s.activity),
+    pub fn activity(&self, id: SessionId) -> Result<&ActivityRef, SessionError> {
+        match self.table.hot(id) {
+            Some(h) if matches!(h.tag, Tag::Launching | Tag::Live) => Ok(&h.activity),
             _ => Err(self.ended_error(id)),
         }
     }
 
     /// Where `id` is in its life, if the machine still tracks it.
     pub fn phase(&self, id: SessionId) -> Option<Phase> {
-        self.sessions.get(&id).map(|s| match s.state {
-            State::Launching { .. } => Phase::Launching,
-            State::Live => Phase::Live,
-            State::Stopping { .. } => Phase::Stopping,
-            State::Removing { .. } => Phase::Removing,
+        self.table.hot(id).and_then(|h| match h.tag {
+            Tag::Launching => Some(Phase::Launching),
+            Tag::Live => Some(Phase::Live),
+            Tag::Stopping => Some(Phase::Stopping),
+            Tag::Removing => Some(Phase::Removing),
+            Tag::Vacant => None,
         })
     }
 
     /// Why `id` ended, if it did and is still remembered.
     pub fn end_reason(&self, id: SessionId) -> Option<&EndReason> {
-        self.tombstones.get(&id)
+        self.tombstones.get(id)
     }
 
     /// Process trees that count against `max_browsers` now.
@@ -352,14 +328,12 @@ impl Lifecycle {
 
     /// Live session ids in least-recently-recorded order (deterministic).
     pub fn live_ids(&self) -> Vec<SessionId> {
-        self.by_activity.ids()
+        self.by_activity.ids(&self.table)
     }
 
     /// Sessions the machine still tracks (any phase), in id order.
     pub fn tracked_ids(&self) -> Vec<SessionId> {
-        let mut ids: Vec<SessionId> = self.sessions.keys().copied().collect();
-        ids.sort_unstable();
-        ids
+        self.table.ids()
     }
 
     /// Whether [`Lifecycle::shutdown`] was called.
@@ -369,7 +343,7 @@ impl Lifecycle {
 
     /// True when nothing is tracked any more: no session in any phase, no waiter.
     pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty() && self.waiters.is_empty()
+        self.table.is_empty() && self.waiters.is_empty()
     }
 
     /// True when every session has at least reached [`Action::Finished`] (only
@@ -377,12 +351,13 @@ impl Lifecycle {
     pub fn all_finished(&self) -> bool {
         self.waiters.is_empty()
             && self
-                .sessions
-                .values()
-                .all(|s| matches!(s.state, State::Removing { finished: true, .. }))
+                .table
+                .iter()
+                .all(|(_, c)| matches!(c.state, State::Removing { finished: true, .. }))
     }
 
-    /// A snapshot of gauges and totals. O(live sessions) for the busy count.
+    /// A snapshot of gauges and totals. O(tracked sessions) for the busy count (a walk
+    /// over the session table, whose size is at most about twice the peak).
     pub fn stats(&self) -> MachineStats {
         let mut st = MachineStats {
             waiting: self.waiters.len(),
@@ -390,17 +365,18 @@ impl Lifecycle {
             totals: self.totals.clone(),
             ..MachineStats::default()
         };
-        for s in self.sessions.values() {
-            match s.state {
-                State::Launching { .. } => st.launching += 1,
-                State::Live => {
+        for (h, _) in self.table.iter() {
+            match h.tag {
+                Tag::Launching => st.launching += 1,
+                Tag::Live => {
                     st.live += 1;
-                    if s.activity.is_busy() {
+                    if h.activity.is_busy() {
                         st.busy += 1;
                     }
                 }
-                State::Stopping { .. } => st.stopping += 1,
-                State::Removing { .. } => st.removing += 1,
+                Tag::Stopping => st.stopping += 1,
+                Tag::Removing => st.removing += 1,
+                Tag::Vacant => {}
             }
         }
         st
@@ -414,6 +390,7 @@ impl Lifecycle {
     // ----------------------------------------------------------------- outputs
 
     /// The next action to carry out, if any.
+    #[inline]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
@@ -485,12 +462,12 @@ impl Lifecycle {
 
     /// A client asks for `id` to be destroyed.
     pub fn destroy(&mut self, now: Timestamp, id: SessionId) -> Result<(), SessionError> {
-        match self.sessions.get(&id).map(|s| &s.state) {
-            Some(State::Live) => {
+        match self.table.hot(id).map(|h| h.tag) {
+            Some(Tag::Live) => {
                 self.teardown(now, id, EndReason::Destroyed);
                 Ok(())
             }
-            Some(State::Launching { .. }) => Err(SessionError::Unknown { id }),
+            Some(Tag::Launching) => Err(SessionError::Unknown { id }),
             _ => Err(self.ended_error(id)),
         }
     }
@@ -507,16 +484,16 @@ impl Lifecycle {
         let deadline = now.saturating_add(grace);
         let mut n = 0;
         for id in ids {
-            let Some(s) = self.sessions.get_mut(&id) else {
+            let Some(e) = self.table.get_mut(id) else {
                 continue;
             };
-            if !matches!(s.state, State::Live) {
+            if e.hot.tag != Tag::Live {
                 continue;
             }
-            if let Some((old, _)) = s.release.take() {
+            if let Some((old, _)) = e.cold.release.take() {
                 self.timers.remove(old, Timer::Release(id));
             }
-            s.release = Some((deadline, now));
+            e.cold.release = Some((deadline, now));
             self.timers.insert(deadline, Timer::Release(id));
             n += 1;
         }
@@ -538,19 +515,19 @@ impl Lifecycle {
             self.reply(w.ticket, Err(AcquireError::ShuttingDown));
         }
         self.recheck_at = None;
-        for id in self.by_activity.ids() {
+        for id in self.by_activity.ids(&self.table) {
             self.teardown(now, id, EndReason::Shutdown);
         }
         // Directories waiting for a retry are retried now rather than after the backoff.
         for id in self.tracked_ids() {
-            if let Some(s) = self.sessions.get_mut(&id) {
+            if let Some(e) = self.table.get_mut(id) {
                 if let (State::Removing { attempt, .. }, Some(at)) =
-                    (&s.state, s.remove_retry_at.take())
+                    (&e.cold.state, e.cold.remove_retry_at.take())
                 {
                     self.timers.remove(at, Timer::RemoveRetry(id));
                     self.actions.push_back(Action::RemoveDir {
                         id,
-                        dir: s.dir.clone(),
+                        dir: self.dirs.dir(id),
                         attempt: *attempt,
                     });
                 }
@@ -566,7 +543,7 @@ impl Lifecycle {
             Input::Launched { id } => self.on_launched(now, id),
             Input::LaunchFailed { id, reason } => self.on_launch_failed(now, id, reason),
             Input::Exited { id, exit } => {
-                if matches!(self.state_of(id), Some(State::Live)) {
+                if self.table.hot(id).is_some_and(|h| h.tag == Tag::Live) {
                     self.totals.crashed += 1;
                     tracing::warn!(session = %id, exit = %exit, "browser exited by itself");
                     self.teardown(now, id, EndReason::Crashed { exit });
@@ -595,8 +572,8 @@ impl Lifecycle {
         while let Some((_, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::Retire(id) => {
-                    if let Some(s) = self.sessions.get_mut(&id) {
-                        s.retire_at = None;
+                    if let Some(e) = self.table.get_mut(id) {
+                        e.cold.retire_at = None;
                     }
                     self.check_retire(now, id);
                 }
@@ -614,16 +591,12 @@ impl Lifecycle {
 
     // ----------------------------------------------------------------- internals
 
-    fn state_of(&self, id: SessionId) -> Option<&State> {
-        self.sessions.get(&id).map(|s| &s.state)
-    }
-
     fn ended_error(&self, id: SessionId) -> SessionError {
-        let from_session = self.sessions.get(&id).and_then(|s| match &s.state {
+        let from_session = self.table.get(id).and_then(|(_, c)| match &c.state {
             State::Stopping { reason, .. } | State::Removing { reason, .. } => Some(reason.clone()),
             _ => None,
         });
-        match from_session.or_else(|| self.tombstones.get(&id).cloned()) {
+        match from_session.or_else(|| self.tombstones.get(id).cloned()) {
             Some(reason) => SessionError::Ended { id, reason },
             None => SessionError::Unknown { id },
         }
@@ -641,54 +614,80 @@ impl Lifecycle {
     fn launch(&mut self, now: Timestamp, ticket: Ticket, owner: Option<OwnerKey>) {
         let id = SessionId(self.next_id);
         self.next_id += 1;
-        let dir = self
-            .config
-            .root
-            .join(format!("{}{}", self.dir_prefix, id.0));
         if let Some(o) = &owner {
             self.owners.entry(o.clone()).or_default().insert(id);
         }
-        self.sessions.insert(
-            id,
-            Session {
-                state: State::Launching {
-                    ticket,
-                    cancelled: false,
-                },
-                activity: Arc::new(Activity::new(now)),
-                dir: dir.clone(),
-                owner,
-                launched_at: now,
-                index_key: None,
-                retire_at: None,
-                release: None,
-                remove_retry_at: None,
-            },
-        );
+        let activity = self.fresh_cell(now);
+        let state = State::Launching {
+            ticket,
+            cancelled: false,
+        };
+        self.table
+            .insert(id, activity, Cold::new(state, owner, now));
         self.occupied += 1;
         self.launching += 1;
-        self.actions.push_back(Action::Launch { id, dir });
+        self.actions.push_back(Action::Launch {
+            id,
+            dir: self.dirs.dir(id),
+        });
+    }
+
+    /// An activity cell stamped at `now` for a new session: the next one of the current
+    /// chunk, or the first of a new chunk (see [`ActivityRef`]).
+    fn fresh_cell(&mut self, now: Timestamp) -> ActivityRef {
+        let chunk = match &self.cells {
+            Some(c) if self.next_cell < CELLS_PER_CHUNK => c.clone(),
+            _ => {
+                let max_uses = self.config.max_uses.unwrap_or(u64::MAX);
+                let c = Arc::new(CellChunk::new(max_uses));
+                self.cells = Some(c.clone());
+                self.next_cell = 0;
+                c
+            }
+        };
+        let cell = ActivityRef::in_chunk(chunk, self.next_cell);
+        self.next_cell += 1;
+        cell.touch(now);
+        cell
+    }
+
+    /// Put live session `id` into the activity index at `key`.
+    fn index(&mut self, id: SessionId, key: Timestamp) {
+        let placed = self.by_activity.insert(key, id);
+        if let Some(h) = self.table.hot_mut(id) {
+            h.key = key;
+            h.placed = placed;
+        }
+    }
+
+    /// Take `id` out of the activity index, if it is in it.
+    fn unindex(&mut self, id: SessionId) {
+        let Some(h) = self.table.hot_mut(id) else {
+            return;
+        };
+        let placed = std::mem::replace(&mut h.placed, Placed::No);
+        let key = h.key;
+        self.by_activity.remove(key, id, placed, &self.table);
     }
 
     fn on_launched(&mut self, now: Timestamp, id: SessionId) {
         let shutting_down = self.shutting_down;
         let retire_after = self.config.max_lifetime;
-        let Some(s) = self.sessions.get_mut(&id) else {
+        let Some(mut e) = self.table.get_mut(id) else {
             return;
         };
-        let State::Launching { ticket, cancelled } = s.state else {
+        let State::Launching { ticket, cancelled } = e.cold.state else {
             return;
         };
-        s.state = State::Live;
-        s.launched_at = now;
-        s.activity.touch(now);
-        s.index_key = Some(now);
+        e.set_state(State::Live);
+        e.cold.launched_at = now;
+        e.hot.activity.touch(now);
         if let Some(life) = retire_after {
             let at = now.saturating_add(life);
-            s.retire_at = Some(at);
+            e.cold.retire_at = Some(at);
             self.timers.insert(at, Timer::Retire(id));
         }
-        self.by_activity.insert(now, id);
+        self.index(id, now);
         self.launching -= 1;
         self.totals.created += 1;
         if shutting_down {
@@ -702,31 +701,29 @@ impl Lifecycle {
     }
 
     fn on_launch_failed(&mut self, now: Timestamp, id: SessionId, reason: String) {
-        let Some(s) = self.sessions.get_mut(&id) else {
+        let Some(mut e) = self.table.get_mut(id) else {
             return;
         };
-        let State::Launching { ticket, cancelled } = s.state else {
+        let State::Launching { ticket, cancelled } = e.cold.state else {
             return;
         };
         let end = EndReason::LaunchFailed {
             reason: reason.clone(),
         };
-        s.state = State::Removing {
+        e.set_state(State::Removing {
             reason: end.clone(),
             attempt: 1,
             finished: false,
-        };
-        s.activity.mark_ended();
-        let dir = s.dir.clone();
-        let owner = s.owner.take();
+            reply_to: (!cancelled).then_some(ticket),
+        });
+        e.hot.activity.mark_ended();
+        let owner = e.cold.owner.take();
+        let dir = self.dirs.dir(id);
         self.forget_owner(id, owner);
         self.occupied -= 1;
         self.launching -= 1;
         self.totals.launch_failed += 1;
         self.remember(id, end);
-        if !cancelled {
-            self.reply(ticket, Err(AcquireError::LaunchFailed { id, reason }));
-        }
         self.actions.push_back(Action::RemoveDir {
             id,
             dir,
@@ -746,25 +743,19 @@ impl Lifecycle {
         }
     }
 
+    #[inline]
     fn remember(&mut self, id: SessionId, reason: EndReason) {
-        if self.tombstones.insert(id, reason).is_none() {
-            self.tombstone_order.push_back(id);
-            while self.tombstone_order.len() > self.config.tombstones {
-                if let Some(old) = self.tombstone_order.pop_front() {
-                    self.tombstones.remove(&old);
-                }
-            }
-        }
+        self.tombstones.remember(id, reason);
     }
 
     /// The single entry into teardown for a live session, whatever the reason.
     fn teardown(&mut self, _now: Timestamp, id: SessionId, reason: EndReason) {
         let grace = self.config.kill_grace;
         let kill_timeout = self.config.kill_timeout;
-        let Some(s) = self.sessions.get_mut(&id) else {
+        let Some(mut e) = self.table.get_mut(id) else {
             return;
         };
-        if !matches!(s.state, State::Live) {
+        if e.hot.tag != Tag::Live {
             return;
         }
         let crashed = matches!(reason, EndReason::Crashed { .. });
@@ -774,24 +765,30 @@ impl Lifecycle {
         } else {
             (KillStage::Graceful, grace)
         };
-        s.state = State::Stopping {
+        e.set_state(State::Stopping {
             reason: reason.clone(),
             attempt: 1,
             stage,
             stalled: false,
-        };
-        s.activity.mark_ended();
-        if let Some(key) = s.index_key.take() {
-            self.by_activity.remove(key, id);
+        });
+        e.hot.activity.mark_ended();
+        let placed = std::mem::replace(&mut e.hot.placed, Placed::No);
+        let key = e.hot.key;
+        let retire_at = e.cold.retire_at.take();
+        let release = e.cold.release.take();
+        let owner = e.cold.owner.take();
+        if placed != Placed::No {
+            self.by_activity.remove(key, id, placed, &self.table);
         }
-        if let Some(at) = s.retire_at.take() {
+        if let Some(at) = retire_at {
             self.timers.remove(at, Timer::Retire(id));
         }
-        if let Some((at, _)) = s.release.take() {
+        if let Some((at, _)) = release {
             self.timers.remove(at, Timer::Release(id));
         }
-        let owner = s.owner.take();
-        self.forget_owner(id, owner);
+        if owner.is_some() {
+            self.forget_owner(id, owner);
+        }
         self.stopping += 1;
         match &reason {
             EndReason::Destroyed => self.totals.destroyed += 1,
@@ -817,7 +814,7 @@ impl Lifecycle {
     fn on_kill_timed_out(&mut self, now: Timestamp, id: SessionId, attempt: u32) {
         let max = self.config.kill_attempts;
         let wait = self.config.kill_timeout;
-        let Some(s) = self.sessions.get_mut(&id) else {
+        let Some(e) = self.table.get_mut(id) else {
             return;
         };
         let State::Stopping {
@@ -825,7 +822,7 @@ impl Lifecycle {
             stage,
             stalled,
             ..
-        } = &mut s.state
+        } = &mut e.cold.state
         else {
             return;
         };
@@ -864,24 +861,28 @@ impl Lifecycle {
     }
 
     fn on_gone(&mut self, now: Timestamp, id: SessionId) {
-        let Some(s) = self.sessions.get_mut(&id) else {
+        let Some(mut e) = self.table.get_mut(id) else {
             return;
         };
-        let State::Stopping {
-            reason, stalled, ..
-        } = &s.state
-        else {
+        if !matches!(e.cold.state, State::Stopping { .. }) {
             return;
-        };
-        if *stalled {
-            self.stalled -= 1;
         }
-        s.state = State::Removing {
-            reason: reason.clone(),
-            attempt: 1,
-            finished: false,
-        };
-        let dir = s.dir.clone();
+        // Move the reason over rather than cloning it.
+        if let State::Stopping {
+            reason, stalled, ..
+        } = std::mem::replace(&mut e.cold.state, State::Live)
+        {
+            if stalled {
+                self.stalled -= 1;
+            }
+            e.set_state(State::Removing {
+                reason,
+                attempt: 1,
+                finished: false,
+                reply_to: None,
+            });
+        }
+        let dir = self.dirs.dir(id);
         self.stopping -= 1;
         self.occupied -= 1;
         self.actions.push_back(Action::RemoveDir {
@@ -893,20 +894,31 @@ impl Lifecycle {
     }
 
     fn on_dir_removed(&mut self, id: SessionId) {
-        let Some(s) = self.sessions.get(&id) else {
+        if !self
+            .table
+            .get(id)
+            .is_some_and(|(_, c)| matches!(c.state, State::Removing { .. }))
+        {
+            return;
+        }
+        let Some((_, cold)) = self.table.remove(id) else {
             return;
         };
         let State::Removing {
-            reason, finished, ..
-        } = &s.state
+            reason,
+            finished,
+            reply_to,
+            ..
+        } = cold.state
         else {
             return;
         };
-        if let Some(at) = s.remove_retry_at {
+        if let Some(at) = cold.remove_retry_at {
             self.timers.remove(at, Timer::RemoveRetry(id));
         }
-        if !*finished {
-            let reason = reason.clone();
+        self.actions
+            .extend(failed_launch_reply(id, reply_to, &reason));
+        if !finished {
             tracing::info!(session = %id, reason = reason.label(), "session torn down");
             self.actions.push_back(Action::Finished {
                 id,
@@ -917,25 +929,29 @@ impl Lifecycle {
             self.totals.dirs_recovered += 1;
             tracing::info!(session = %id, "directory removed on retry");
         }
-        self.sessions.remove(&id);
     }
 
     fn on_remove_failed(&mut self, now: Timestamp, id: SessionId, error: BackendError) {
         let backoff = self.config.remove_backoff;
         let shutting_down = self.shutting_down;
-        let Some(s) = self.sessions.get_mut(&id) else {
+        let Some(e) = self.table.get_mut(id) else {
             return;
         };
         let State::Removing {
             reason,
             attempt,
             finished,
-        } = &mut s.state
+            reply_to,
+        } = &mut e.cold.state
         else {
             return;
         };
+        // The requester of a failed launch learns now; the directory is retried in the
+        // background like any other.
+        self.actions
+            .extend(failed_launch_reply(id, reply_to.take(), reason));
         let delay = backoff.delay(*attempt);
-        tracing::warn!(session = %id, dir = %s.dir.display(), attempt = *attempt, error = %error,
+        tracing::warn!(session = %id, dir = %self.dirs.dir(id).display(), attempt = *attempt, error = %error,
             retry_in = ?delay, "could not remove session directory; will retry");
         if !*finished {
             *finished = true;
@@ -951,20 +967,20 @@ impl Lifecycle {
         *attempt += 1;
         if !shutting_down || *attempt <= 3 {
             let at = now.saturating_add(delay);
-            s.remove_retry_at = Some(at);
+            e.cold.remove_retry_at = Some(at);
             self.timers.insert(at, Timer::RemoveRetry(id));
         }
     }
 
     fn on_remove_retry(&mut self, id: SessionId) {
-        let Some(s) = self.sessions.get_mut(&id) else {
+        let Some(e) = self.table.get_mut(id) else {
             return;
         };
-        s.remove_retry_at = None;
-        if let State::Removing { attempt, .. } = s.state {
+        e.cold.remove_retry_at = None;
+        if let State::Removing { attempt, .. } = e.cold.state {
             self.actions.push_back(Action::RemoveDir {
                 id,
-                dir: s.dir.clone(),
+                dir: self.dirs.dir(id),
                 attempt,
             });
         }
@@ -979,12 +995,12 @@ impl Lifecycle {
         }
         // The request may have been admitted already: find its launching session. Launches
         // in flight are few (at most max_browsers), so a scan is cheap.
-        let found = self
-            .sessions
-            .iter_mut()
-            .find(|(_, s)| matches!(s.state, State::Launching { ticket: t, .. } if t == ticket));
-        if let Some((_, s)) = found {
-            if let State::Launching { cancelled, .. } = &mut s.state {
+        let found = self.table.iter_mut().find(|e| {
+            e.hot.tag == Tag::Launching
+                && matches!(e.cold.state, State::Launching { ticket: t, .. } if t == ticket)
+        });
+        if let Some(e) = found {
+            if let State::Launching { cancelled, .. } = &mut e.cold.state {
                 *cancelled = true;
             }
         }
@@ -1025,16 +1041,17 @@ impl Lifecycle {
     }
 
     fn on_release_due(&mut self, now: Timestamp, id: SessionId) {
-        let Some(s) = self.sessions.get_mut(&id) else {
+        let Some(e) = self.table.get_mut(id) else {
             return;
         };
-        let Some((_, released_at)) = s.release.take() else {
+        let Some((_, released_at)) = e.cold.release.take() else {
             return;
         };
-        if !matches!(s.state, State::Live) {
+        if e.hot.tag != Tag::Live {
             return;
         }
-        if s.activity.is_busy() || s.activity.last_active() >= released_at {
+        let a = &e.hot.activity;
+        if a.is_busy() || a.last_active() >= released_at {
             tracing::debug!(session = %id, "owner released but session used again; kept");
             return;
         }
@@ -1045,24 +1062,24 @@ impl Lifecycle {
         let max_uses = self.config.max_uses;
         let max_life = self.config.max_lifetime;
         let tick = self.config.tick;
-        let Some(s) = self.sessions.get_mut(&id) else {
+        let Some(e) = self.table.get_mut(id) else {
             return;
         };
-        if !matches!(s.state, State::Live) {
+        if e.hot.tag != Tag::Live {
             return;
         }
-        let cause = if max_uses.is_some_and(|m| s.activity.uses() >= m) {
+        let cause = if max_uses.is_some_and(|m| e.hot.activity.uses() >= m) {
             RetireCause::MaxUses
-        } else if max_life.is_some_and(|l| now >= s.launched_at.saturating_add(l)) {
+        } else if max_life.is_some_and(|l| now >= e.cold.launched_at.saturating_add(l)) {
             RetireCause::MaxLifetime
         } else {
             return;
         };
-        if s.activity.is_busy() {
+        if e.hot.activity.is_busy() {
             // Never mid-operation: look again one tick later.
-            if s.retire_at.is_none() {
+            if e.cold.retire_at.is_none() {
                 let at = now.saturating_add(tick);
-                s.retire_at = Some(at);
+                e.cold.retire_at = Some(at);
                 self.timers.insert(at, Timer::Retire(id));
             }
             return;
@@ -1075,33 +1092,33 @@ impl Lifecycle {
         if self.idle_ms.is_none() {
             return;
         }
-        let (idle_ms, grid) = (self.idle_ms, self.grid_ms);
-        while let Some((key, id)) = self.by_activity.first() {
-            if self.idle_deadline(key) > now {
-                break;
-            }
-            self.by_activity.remove(key, id);
-            let Some(s) = self.sessions.get_mut(&id) else {
+        let expired = IdleCutoff::new(self.idle_ms, self.grid_ms, now);
+        while let Some((key, id)) = self
+            .by_activity
+            .pop_first_if(&self.table, |key| expired.at(key))
+        {
+            let Some(h) = self.table.hot_mut(id) else {
                 continue;
             };
-            let real = s.activity.last_active();
+            h.placed = Placed::No;
+            let a = &h.activity;
+            let real = a.last_active();
             // A busy session is re-armed as if active now; once its operation ends its
             // stamp is at least `now`, so the LRU order stays sound.
-            let rekey = if s.activity.is_busy() {
+            let rekey = if a.is_busy() {
                 Some(now.max(real))
-            } else if real > key && idle_deadline(idle_ms, grid, real) > now {
+            } else if real > key && !expired.at(real) {
                 Some(real)
             } else {
                 None
             };
             if let Some(k) = rekey {
-                s.index_key = Some(k);
-                self.by_activity.insert(k, id);
+                h.key = k;
+                h.placed = self.by_activity.insert(k, id);
                 continue;
             }
-            s.index_key = None;
             let idle_for = now.saturating_since(real);
-            if self.config.max_uses.is_some_and(|m| s.activity.uses() >= m) {
+            if self.config.max_uses.is_some_and(|m| a.uses() >= m) {
                 self.check_retire(now, id);
                 continue;
             }
@@ -1139,18 +1156,17 @@ impl Lifecycle {
     /// The least-recently-active live session with no operation in flight.
     fn lru_idle(&mut self, _now: Timestamp) -> Option<SessionId> {
         let mut cursor = None;
-        while let Some((key, id)) = self.by_activity.next_after(cursor) {
-            let s = self.sessions.get_mut(&id)?;
-            if s.activity.is_busy() {
+        while let Some((key, id)) = self.by_activity.next_after(cursor, &self.table) {
+            let a = &self.table.hot(id)?.activity;
+            if a.is_busy() {
                 cursor = Some((key, id));
                 continue;
             }
-            let real = s.activity.last_active();
+            let real = a.last_active();
             if real > key {
                 // Stale key: move it to where it belongs; the scan will meet it again.
-                self.by_activity.remove(key, id);
-                self.by_activity.insert(real, id);
-                s.index_key = Some(real);
+                self.unindex(id);
+                self.index(id, real);
                 cursor = Some((key, id));
                 continue;
             }
@@ -1176,6 +1192,13 @@ impl Lifecycle {
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
         let st = self.stats();
+        let tracked = st.launching + st.live + st.stopping + st.removing;
+        if tracked != self.table.len() {
+            return Err(format!(
+                "session table counts {} sessions, its slots hold {tracked}",
+                self.table.len()
+            ));
+        }
         if st.launching + st.live + st.stopping != self.occupied {
             return Err(format!(
                 "occupied {} != launching {} + live {} + stopping {}",
@@ -1189,9 +1212,9 @@ impl Lifecycle {
             ));
         }
         let stalled = self
-            .sessions
-            .values()
-            .filter(|s| matches!(s.state, State::Stopping { stalled: true, .. }))
+            .table
+            .iter()
+            .filter(|(_, c)| matches!(c.state, State::Stopping { stalled: true, .. }))
             .count();
         if st.stopping != self.stopping || st.launching != self.launching || stalled != self.stalled
         {
@@ -1206,6 +1229,52 @@ impl Lifecycle {
         }
         let _ = self.timers.len();
         Ok(())
+    }
+}
+
+/// The answer owed to the requester of a failed launch (`ticket`), if any.
+fn failed_launch_reply(id: SessionId, ticket: Option<Ticket>, end: &EndReason) -> Option<Action> {
+    match (ticket, end) {
+        (Some(ticket), EndReason::LaunchFailed { reason }) => Some(Action::Reply {
+            ticket,
+            result: Err(AcquireError::LaunchFailed {
+                id,
+                reason: reason.clone(),
+            }),
+        }),
+        _ => None,
+    }
+}
+
+/// Which activity keys are past their idle deadline at `now`, without a division per key:
+/// `idle_deadline(key) <= now` exactly when `key + idle <= floor(now / grid) * grid`
+/// (the deadline is the first grid point at or after `key + idle`).
+struct IdleCutoff {
+    idle_ms: Option<u64>,
+    grid_ms: u64,
+    now: Timestamp,
+    /// The latest key that is past its deadline, if any.
+    upto: Option<u64>,
+}
+
+impl IdleCutoff {
+    fn new(idle_ms: Option<u64>, grid_ms: u64, now: Timestamp) -> Self {
+        let upto = idle_ms.and_then(|idle| (now.0 / grid_ms * grid_ms).checked_sub(idle));
+        IdleCutoff {
+            idle_ms,
+            grid_ms,
+            now,
+            upto,
+        }
+    }
+
+    /// Whether a session last active at `key` is past its idle deadline.
+    #[inline]
+    fn at(&self, key: Timestamp) -> bool {
+        // The second test only differs where `idle_deadline` saturates (`now` at the end
+        // of time); it runs once per tick, for the first key that is not past.
+        self.upto.is_some_and(|u| key.0 <= u)
+            || idle_deadline(self.idle_ms, self.grid_ms, key) <= self.now
     }
 }
 

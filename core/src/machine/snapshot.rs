@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Lifecycle, Phase, State};
+use super::table::State;
+use super::{Lifecycle, Phase};
 use crate::session::{EndReason, OwnerKey, SessionId};
 use crate::time::Timestamp;
 
@@ -49,11 +50,12 @@ impl Lifecycle {
     /// O(n log n) in tracked sessions; meant for status requests, not hot paths.
     pub fn snapshot(&self, now: Timestamp) -> Vec<SessionInfo> {
         let mut out: Vec<SessionInfo> = self
-            .sessions
+            .table
             .iter()
-            .map(|(&id, s)| {
-                let in_flight = s.activity.in_flight();
-                let (phase, ending) = match &s.state {
+            .map(|(h, c)| {
+                let id = h.id;
+                let in_flight = h.activity.in_flight();
+                let (phase, ending) = match &c.state {
                     State::Launching { .. } => (Phase::Launching, None),
                     State::Live => (Phase::Live, None),
                     State::Stopping { reason, .. } => (Phase::Stopping, Some(reason.clone())),
@@ -61,19 +63,19 @@ impl Lifecycle {
                 };
                 SessionInfo {
                     id,
-                    owner: s.owner.clone(),
+                    owner: c.owner.clone(),
                     phase,
                     in_flight,
                     idle_for: if in_flight > 0 {
                         Duration::ZERO
                     } else {
-                        now.saturating_since(s.activity.last_active())
+                        now.saturating_since(h.activity.last_active())
                     },
-                    uses: s.activity.uses(),
-                    age: now.saturating_since(s.launched_at),
-                    on_notice: s.release.is_some() && phase == Phase::Live,
+                    uses: h.activity.uses(),
+                    age: now.saturating_since(c.launched_at),
+                    on_notice: c.release.is_some() && phase == Phase::Live,
                     ending,
-                    dir: s.dir.clone(),
+                    dir: self.dirs.dir(id),
                 }
             })
             .collect();

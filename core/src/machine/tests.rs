@@ -13,7 +13,7 @@ fn cfg() -> PoolConfig {
         reap_interval: Duration::from_secs(1),
         tick: Duration::from_secs(1),
         root: PathBuf::from("/r"),
-        prefix: "bp-".into(),
+        prefix: "bpx-".into(),
         tombstones: 4,
         ..PoolConfig::default()
     }
@@ -104,7 +104,7 @@ fn acquire_launches_in_a_fresh_named_dir_and_replies_after_launched() {
         a,
         vec![Action::Launch {
             id: SessionId(1),
-            dir: PathBuf::from("/r/bp-00000000000a-1")
+            dir: PathBuf::from("/r/bpx-00000000000a-1")
         }]
     );
     assert_eq!(h.m.occupied(), 1);
@@ -533,13 +533,11 @@ fn launch_failure_replies_removes_the_dir_and_frees_the_slot_for_a_waiter() {
         id: SessionId(1),
         reason: "no chrome".into(),
     });
-    assert!(a.contains(&Action::Reply {
-        ticket: t1,
-        result: Err(AcquireError::LaunchFailed {
-            id: SessionId(1),
-            reason: "no chrome".into()
-        })
-    }));
+    assert!(
+        !a.iter()
+            .any(|x| matches!(x, Action::Reply { ticket, .. } if *ticket == t1)),
+        "answered before the directory was removed: {a:?}"
+    );
     assert!(a.iter().any(|x| matches!(
         x,
         Action::RemoveDir {
@@ -554,12 +552,90 @@ fn launch_failure_replies_removes_the_dir_and_frees_the_slot_for_a_waiter() {
             ..
         }
     )));
+    let a = h.feed(Input::DirRemoved { id: SessionId(1) });
+    assert_eq!(
+        a,
+        vec![
+            Action::Reply {
+                ticket: t1,
+                result: Err(AcquireError::LaunchFailed {
+                    id: SessionId(1),
+                    reason: "no chrome".into()
+                })
+            },
+            Action::Finished {
+                id: SessionId(1),
+                reason: EndReason::LaunchFailed {
+                    reason: "no chrome".into()
+                },
+                dir_removed: true
+            }
+        ]
+    );
     let a = h.feed(Input::Launched { id: SessionId(2) });
     assert!(a.contains(&Action::Reply {
         ticket: t2,
         result: Ok(SessionId(2))
     }));
     assert_eq!(h.m.totals().launch_failed, 1);
+}
+
+#[test]
+fn a_failed_launch_whose_directory_cannot_be_removed_is_still_answered_once() {
+    let mut h = H::new(cfg());
+    let t = h.m.acquire(h.now, None);
+    h.drain();
+    let a = h.feed(Input::LaunchFailed {
+        id: SessionId(1),
+        reason: "no chrome".into(),
+    });
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::Reply { .. })),
+        "{a:?}"
+    );
+    let busy = BackendError::new("remove", BackendErrorKind::Busy, "busy");
+    let a = h.feed(Input::RemoveFailed {
+        id: SessionId(1),
+        error: busy,
+    });
+    let replies: Vec<_> = a
+        .iter()
+        .filter(|x| matches!(x, Action::Reply { ticket, result: Err(AcquireError::LaunchFailed { .. }) } if *ticket == t))
+        .collect();
+    assert_eq!(replies.len(), 1, "{a:?}");
+    // The retry that succeeds later answers nobody again.
+    h.at(60 * S);
+    let a = h.tick();
+    assert!(
+        a.iter().any(|x| matches!(x, Action::RemoveDir { .. })),
+        "{a:?}"
+    );
+    let a = h.feed(Input::DirRemoved { id: SessionId(1) });
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::Reply { .. })),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn a_cancelled_failed_launch_is_answered_to_nobody() {
+    let mut h = H::new(cfg());
+    let t = h.m.acquire(h.now, None);
+    h.drain();
+    h.feed(Input::Cancel { ticket: t });
+    h.feed(Input::LaunchFailed {
+        id: SessionId(1),
+        reason: "no chrome".into(),
+    });
+    let a = h.feed(Input::DirRemoved { id: SessionId(1) });
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::Reply { .. })),
+        "{a:?}"
+    );
+    assert!(
+        a.iter().any(|x| matches!(x, Action::Finished { .. })),
+        "{a:?}"
+    );
 }
 
 #[test]
@@ -784,4 +860,61 @@ fn a_waiter_whose_victim_will_not_die_gets_another_victim() {
         }));
     assert_eq!(h.m.occupied(), 2, "a still counts until its tree is gone");
     h.m.check_invariants().unwrap();
+}
+
+#[test]
+fn the_idle_cutoff_agrees_with_the_idle_deadline() {
+    let grids = [1, 7, 1000, 60_000];
+    let idles = [
+        None,
+        Some(0),
+        Some(1),
+        Some(999),
+        Some(30 * 60_000),
+        Some(u64::MAX - 5),
+    ];
+    let keys = |now: u64| {
+        let mut v: Vec<u64> = (0..50).collect();
+        v.extend((0..50).map(|d| now.saturating_sub(d)));
+        v.extend([now / 2, now.saturating_add(3), u64::MAX - 1, u64::MAX]);
+        v
+    };
+    let mut past = 0;
+    for grid in grids {
+        for idle in idles {
+            for now in (0..3000).chain([1_800_000, 1_860_000, 1_860_001, u64::MAX - 1, u64::MAX]) {
+                let cut = IdleCutoff::new(idle, grid, Timestamp(now));
+                for key in keys(now) {
+                    let want = idle_deadline(idle, grid, Timestamp(key)) <= Timestamp(now);
+                    assert_eq!(
+                        cut.at(Timestamp(key)),
+                        want,
+                        "grid {grid}, idle {idle:?}, now {now}, key {key}"
+                    );
+                    past += usize::from(want);
+                }
+            }
+        }
+    }
+    assert!(past > 10_000, "the cases cover expired keys too: {past}");
+}
+
+#[test]
+fn sessions_launched_together_have_neighbouring_activity_cells() {
+    let mut h = H::new(PoolConfig {
+        max_browsers: 4,
+        ..cfg()
+    });
+    let ids: Vec<SessionId> = (0..3).map(|_| h.live()).collect();
+    let addr = |id| &**h.m.activity(id).unwrap() as *const crate::Activity as usize;
+    let step = std::mem::size_of::<crate::Activity>();
+    assert_eq!(addr(ids[1]), addr(ids[0]) + step);
+    assert_eq!(addr(ids[2]), addr(ids[1]) + step);
+    // A handle outlives its session and still says it ended.
+    let cell = h.m.activity(ids[0]).unwrap().clone();
+    h.m.destroy(h.now, ids[0]).unwrap();
+    let a = h.drain();
+    h.complete(&a, ids[0]);
+    assert!(cell.is_ended());
+    assert!(h.m.activity(ids[0]).is_err());
 }

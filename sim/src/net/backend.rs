@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use browserpool::testing::{FakeLauncher, FakeProcess};
 use browserpool::{
     sweep, BackendError, BackendErrorKind, DirEntryInfo, EntryKind, Filesystem, KillStage,
-    LaunchSpec, MarkerLock, MarkerState, MemoryUsage, Orphan, ProcessLauncher,
+    LaunchSpec, MarkerLock, MarkerState, MemoryUsage, Orphan, ProcessLauncher, ProfileProbe,
 };
 
 use crate::world::backend::{SimBackend, SimLauncher, SimProcess};
@@ -318,9 +318,13 @@ impl Filesystem for MemFs {
         Ok(())
     }
 
-    async fn remove_file(&self, path: &Path) -> Result<(), BackendError> {
-        lock(&self.state).entries.remove(path);
-        Ok(())
+    async fn remove_dead_marker(&self, path: &Path) -> Result<bool, BackendError> {
+        let mut st = lock(&self.state);
+        if st.locks.contains_key(path) {
+            return Ok(false);
+        }
+        st.entries.remove(path);
+        Ok(true)
     }
 
     async fn lock_marker(&self, path: &Path) -> Result<MarkerLock, BackendError> {
@@ -350,6 +354,24 @@ impl Filesystem for MemFs {
         } else {
             MarkerState::Dead
         })
+    }
+
+    async fn probe_profile(&self, path: &Path) -> Result<ProfileProbe, BackendError> {
+        // Only pools make entries here, and they keep no contents or times: nothing is
+        // a profile, so a legacy-looking name is never removed.
+        if lock(&self.state).entries.get(path) == Some(&EntryKind::Dir) {
+            Ok(ProfileProbe {
+                age: std::time::Duration::ZERO,
+                layout: None,
+            })
+        } else {
+            Err(BackendError::new(
+                "probe_profile",
+                BackendErrorKind::NotFound,
+                "no such directory",
+            )
+            .at(path))
+        }
     }
 }
 

@@ -21,6 +21,8 @@
 //!   resolve when the tree is reaped;
 //! - every operation first counts against [`World::crash_after_ops`], so a crash in the
 //!   middle of a startup sweep can be modelled precisely;
+//! - `probe_profile` reports ages in simulated time (the world's clock, never the wall
+//!   clock), so a run stays deterministic;
 //! - the [`MarkerLock`] returned by `lock_marker` releases the world's lock when dropped
 //!   (like closing an `flock`ed file); a simulated crash that must run no destructors
 //!   should `std::mem::forget` it and call [`World::kill_server`].
@@ -31,7 +33,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use async_trait::async_trait;
 use browserpool::{
     BackendError, BackendErrorKind, Clock, DirEntryInfo, Filesystem, KillStage, LaunchSpec,
-    MarkerLock, MarkerState, MemoryUsage, Orphan, ProcessLauncher, SessionId, Timestamp,
+    MarkerLock, MarkerState, MemoryUsage, Orphan, ProcessLauncher, ProfileProbe, SessionId,
+    Timestamp,
 };
 use tokio::sync::watch;
 
@@ -241,10 +244,10 @@ impl Filesystem for SimFs {
         w.remove_dir_all(path)
     }
 
-    async fn remove_file(&self, path: &Path) -> Result<(), BackendError> {
+    async fn remove_dead_marker(&self, path: &Path) -> Result<bool, BackendError> {
         let mut w = lock(&self.world);
-        w.backend_op("remove_file")?;
-        w.remove_file(path)
+        w.backend_op("remove_dead_marker")?;
+        w.remove_dead_marker(path)
     }
 
     async fn lock_marker(&self, path: &Path) -> Result<MarkerLock, BackendError> {
@@ -267,6 +270,12 @@ impl Filesystem for SimFs {
         let mut w = lock(&self.world);
         w.backend_op("probe_marker")?;
         w.probe_marker(path)
+    }
+
+    async fn probe_profile(&self, path: &Path) -> Result<ProfileProbe, BackendError> {
+        let mut w = lock(&self.world);
+        w.backend_op("probe_profile")?;
+        w.probe_profile(path)
     }
 }
 

@@ -13,14 +13,15 @@
 //! is recorded in [`World::take_violations`] for the oracles.
 
 pub mod backend;
+mod fs;
+pub mod neighbours;
+
+use fs::Node;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use browserpool::{
-    BackendError, BackendErrorKind, DirEntryInfo, EntryKind, KillStage, MarkerState, Orphan,
-    Timestamp,
-};
+use browserpool::{BackendError, BackendErrorKind, EntryKind, KillStage, Orphan, Timestamp};
 use tokio::sync::watch;
 
 use crate::rng::Rng;
@@ -168,17 +169,6 @@ pub enum SignalOutcome {
     DiesAt(Timestamp),
 }
 
-#[derive(Clone, Debug)]
-struct Node {
-    kind: EntryKind,
-    uid: u32,
-    owner: Owner,
-    /// Holder of the marker's `flock`: (pid, generation) of a server process.
-    lock: Option<(u32, u64)>,
-    /// Contents of `SingletonLock` inside a session directory ("host-<pid>").
-    singleton_pid: Option<u32>,
-}
-
 /// The simulated operating system. See the [module docs](self).
 #[derive(Debug)]
 pub struct World {
@@ -245,16 +235,7 @@ impl World {
             config,
         };
         let root = w.config.root.clone();
-        w.fs.insert(
-            root,
-            Node {
-                kind: EntryKind::Dir,
-                uid: 0,
-                owner: Owner::Neighbour,
-                lock: None,
-                singleton_pid: None,
-            },
-        );
+        w.fs.insert(root, Node::new(EntryKind::Dir, 0, Owner::Neighbour, 0));
         w
     }
 
@@ -384,8 +365,10 @@ impl World {
                 pids.push(p);
             }
         }
+        let now = self.now.0 as i64;
         if let Some(n) = self.fs.get_mut(dir) {
             n.singleton_pid = Some(leader);
+            n.modified_ms = now;
         }
         self.trees.insert(
             leader,
@@ -663,225 +646,13 @@ impl World {
         }
         Ok(())
     }
-
-    /// Create a directory owned by us at `path`. Subject to injected errors.
-    pub fn create_dir(&mut self, path: &Path, owner: Owner) -> Result<(), BackendError> {
-        if self.fs.contains_key(path) {
-            return Err(err(
-                "create_dir",
-                BackendErrorKind::AlreadyExists,
-                "File exists",
-                path,
-            ));
-        }
-        let f = self.fs_faults;
-        if self.rng.chance(f.create_no_space) {
-            return Err(err(
-                "create_dir",
-                BackendErrorKind::NoSpace,
-                "No space left on device",
-                path,
-            ));
-        }
-        if self.rng.chance(f.create_permission) {
-            return Err(err(
-                "create_dir",
-                BackendErrorKind::PermissionDenied,
-                "Permission denied",
-                path,
-            ));
-        }
-        let uid = self.config.uid;
-        self.fs.insert(
-            path.to_owned(),
-            Node {
-                kind: EntryKind::Dir,
-                uid,
-                owner,
-                lock: None,
-                singleton_pid: None,
-            },
-        );
-        Ok(())
-    }
-
-    /// Place an entry directly (world setup): a directory, file or symlink with any uid.
-    pub fn place(&mut self, path: &Path, kind: EntryKind, uid: u32, owner: Owner) {
-        self.fs.insert(
-            path.to_owned(),
-            Node {
-                kind,
-                uid,
-                owner,
-                lock: None,
-                singleton_pid: None,
-            },
-        );
-    }
-
-    /// Write `pid` into `dir/SingletonLock` (world setup: a stale lock).
-    pub fn set_singleton(&mut self, dir: &Path, pid: u32) {
-        if let Some(n) = self.fs.get_mut(dir) {
-            n.singleton_pid = Some(pid);
-        }
-    }
-
-    /// The PID named by `dir/SingletonLock`, if any.
-    pub fn singleton(&self, dir: &Path) -> Option<u32> {
-        self.fs.get(dir).and_then(|n| n.singleton_pid)
-    }
-
-    /// Whether anything exists at `path` (lstat).
-    pub fn exists(&self, path: &Path) -> bool {
-        self.fs.contains_key(path)
-    }
-
-    /// Entries of ours (directories and markers) currently on disk, by path.
-    pub fn ours_entries(&self) -> Vec<(PathBuf, Owner, EntryKind)> {
-        self.fs
-            .iter()
-            .filter(|(p, n)| n.owner.is_ours() && p.parent() == Some(self.config.root.as_path()))
-            .map(|(p, n)| (p.clone(), n.owner, n.kind))
-            .collect()
-    }
-
-    /// `lstat`-based listing of `root` for `prefix`, sorted by name.
-    pub fn list_prefixed(&self, root: &Path, prefix: &str) -> Vec<DirEntryInfo> {
-        let mut out: Vec<DirEntryInfo> = self
-            .fs
-            .iter()
-            .filter(|(p, _)| p.parent() == Some(root))
-            .filter_map(|(p, n)| {
-                let name = p.file_name()?.to_str()?.to_owned();
-                name.starts_with(prefix).then(|| DirEntryInfo {
-                    name,
-                    path: p.clone(),
-                    kind: n.kind,
-                    uid: n.uid,
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
-    }
-
-    fn check_removal(&mut self, path: &Path, what: &str) {
-        if let Some(n) = self.fs.get(path) {
-            if n.owner == Owner::Neighbour {
-                self.violations.push(format!(
-                    "removed {what} {} that is not ours (uid {}, {:?})",
-                    path.display(),
-                    n.uid,
-                    n.kind
-                ));
-            }
-        }
-    }
-
-    /// Remove a directory tree without following symlinks (a symlink is unlinked, its
-    /// target untouched). Missing is success. Subject to injected errors.
-    pub fn remove_dir_all(&mut self, path: &Path) -> Result<(), BackendError> {
-        let Some(node) = self.fs.get(path) else {
-            return Ok(());
-        };
-        if node.kind == EntryKind::Dir {
-            let f = self.fs_faults;
-            if self.rng.chance(f.remove_busy) {
-                return Err(err(
-                    "remove_dir_all",
-                    BackendErrorKind::Busy,
-                    "Device or resource busy",
-                    path,
-                ));
-            }
-            if self.rng.chance(f.remove_permission) {
-                return Err(err(
-                    "remove_dir_all",
-                    BackendErrorKind::PermissionDenied,
-                    "Permission denied",
-                    path,
-                ));
-            }
-        }
-        self.check_removal(path, "directory");
-        self.fs.remove(path);
-        Ok(())
-    }
-
-    /// Remove a file (a marker). Missing is success.
-    pub fn remove_file(&mut self, path: &Path) -> Result<(), BackendError> {
-        self.check_removal(path, "file");
-        if let Some(n) = self.fs.get(path) {
-            if n.lock.is_some() {
-                self.violations.push(format!(
-                    "removed marker {} while its lock was held",
-                    path.display()
-                ));
-            }
-        }
-        self.fs.remove(path);
-        Ok(())
-    }
-
-    /// Create (if needed) and lock the marker at `path` for server `holder` (pid, gen).
-    pub fn lock_marker(
-        &mut self,
-        path: &Path,
-        holder: (u32, u64),
-        owner: Owner,
-    ) -> Result<(), BackendError> {
-        let uid = self.config.uid;
-        let node = self.fs.entry(path.to_owned()).or_insert(Node {
-            kind: EntryKind::File,
-            uid,
-            owner,
-            lock: None,
-            singleton_pid: None,
-        });
-        match node.lock {
-            Some(h) if h != holder => Err(err(
-                "lock_marker",
-                BackendErrorKind::Busy,
-                "Resource temporarily unavailable (locked)",
-                path,
-            )),
-            _ => {
-                node.lock = Some(holder);
-                Ok(())
-            }
-        }
-    }
-
-    /// Release the marker lock at `path` (the holder closed it).
-    pub fn unlock_marker(&mut self, path: &Path) {
-        if let Some(n) = self.fs.get_mut(path) {
-            n.lock = None;
-        }
-    }
-
-    /// Whether the marker at `path` is locked by a live process.
-    pub fn probe_marker(&self, path: &Path) -> Result<MarkerState, BackendError> {
-        match self.fs.get(path) {
-            None => Err(err(
-                "probe_marker",
-                BackendErrorKind::NotFound,
-                "No such file",
-                path,
-            )),
-            Some(n) => Ok(match n.lock {
-                Some((pid, gen)) if self.procs.get(&pid).is_some_and(|p| p.gen == gen) => {
-                    MarkerState::Live
-                }
-                _ => MarkerState::Dead,
-            }),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use browserpool::MarkerState;
 
     fn world() -> World {
         World::new(WorldConfig::default(), 1)

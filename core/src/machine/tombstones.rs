@@ -1,0 +1,170 @@
+//! Why recently ended sessions ended, for callers that come back with their id late.
+
+use std::cell::RefCell;
+
+use rustc_hash::FxHashMap;
+
+use crate::session::{EndReason, SessionId};
+
+/// The reasons of the last `cap` sessions that ended, oldest forgotten first.
+///
+/// Every teardown remembers one, but few are ever asked for (only by a caller that uses
+/// an id after its session ended), so remembering is a push onto a ring and the lookup
+/// index is built lazily: a lookup first indexes what was remembered since the previous
+/// lookup. Each entry is indexed at most once and un-indexed at most once, so a lookup
+/// costs O(1) amortized and a teardown pays no hashing unless lookups happen.
+///
+/// The index sits in a `RefCell` so that lookups work through `&self` (it is a cache of
+/// the ring, never observable); this makes the machine `Send` but not `Sync`, which is
+/// all its owners need (the pool keeps it behind a mutex).
+#[derive(Debug)]
+pub(super) struct Tombstones {
+    cap: usize,
+    /// A ring: grows to `cap`, then each new entry overwrites the oldest, at `head`.
+    ring: Vec<(SessionId, EndReason)>,
+    head: usize,
+    /// Sequence number of the next entry; the ring holds `next_seq - ring.len()..next_seq`.
+    next_seq: u64,
+    index: RefCell<Index>,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    /// id -> sequence number, for the entries before `upto`.
+    seq: FxHashMap<SessionId, u64>,
+    upto: u64,
+}
+
+impl Tombstones {
+    /// Remember at most `cap` (at least one).
+    pub(super) fn new(cap: usize) -> Self {
+        Tombstones {
+            cap: cap.max(1),
+            ring: Vec::new(),
+            head: 0,
+            next_seq: 0,
+            index: RefCell::default(),
+        }
+    }
+
+    /// Remember why `id` ended. A session ends once; if `id` was remembered before, the
+    /// newer reason is the one returned from now on.
+    #[inline]
+    pub(super) fn remember(&mut self, id: SessionId, reason: EndReason) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.ring.len() < self.cap {
+            self.ring.push((id, reason));
+            return;
+        }
+        let (old, _) = std::mem::replace(&mut self.ring[self.head], (id, reason));
+        self.head += 1;
+        if self.head == self.cap {
+            self.head = 0;
+        }
+        let old_seq = seq - self.cap as u64;
+        let index = self.index.get_mut();
+        if old_seq < index.upto && index.seq.get(&old) == Some(&old_seq) {
+            index.seq.remove(&old);
+        }
+    }
+
+    /// The ring position of sequence number `seq`, if it is still held.
+    fn position(&self, seq: u64) -> Option<usize> {
+        let first = self.next_seq - self.ring.len() as u64;
+        let age = seq.checked_sub(first)?;
+        if age >= self.ring.len() as u64 {
+            return None;
+        }
+        // `head` is the oldest entry once the ring is full, and 0 before.
+        Some((self.head + age as usize) % self.ring.len())
+    }
+
+    /// Why `id` ended, if it is still remembered.
+    pub(super) fn get(&self, id: SessionId) -> Option<&EndReason> {
+        let first = self.next_seq - self.ring.len() as u64;
+        let seq = {
+            let mut index = self.index.borrow_mut();
+            let index = &mut *index;
+            // Entries forgotten before they were ever indexed leave `upto` behind.
+            index.upto = index.upto.max(first);
+            while index.upto < self.next_seq {
+                if let Some((rid, _)) = self.position(index.upto).map(|p| &self.ring[p]) {
+                    index.seq.insert(*rid, index.upto);
+                }
+                index.upto += 1;
+            }
+            index.seq.get(&id).copied()
+        }?;
+        self.position(seq).map(|p| &self.ring[p].1)
+    }
+
+    /// Entries remembered (for tests).
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.ring.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn crashed(n: u64) -> EndReason {
+        EndReason::Crashed {
+            exit: format!("exit {n}"),
+        }
+    }
+
+    #[test]
+    fn remembers_the_last_cap_and_forgets_the_oldest_first() {
+        let mut t = Tombstones::new(3);
+        for id in 1..=5 {
+            t.remember(SessionId(id), crashed(id));
+        }
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.get(SessionId(1)), None);
+        assert_eq!(t.get(SessionId(2)), None);
+        assert_eq!(t.get(SessionId(5)), Some(&crashed(5)));
+        assert_eq!(t.get(SessionId(3)), Some(&crashed(3)));
+        assert_eq!(t.get(SessionId(99)), None);
+    }
+
+    #[test]
+    fn lookups_between_remembers_stay_exact() {
+        // Interleave remembering and lookups, so that forgetting meets indexed and
+        // unindexed entries alike, and compare with the plain definition.
+        let mut t = Tombstones::new(4);
+        let mut all: Vec<SessionId> = Vec::new();
+        for step in 0..40u64 {
+            // Ids end out of order: 2, 1, 4, 3, ...
+            let id = SessionId(step ^ 1);
+            t.remember(id, crashed(step));
+            all.push(id);
+            if step % 3 == 0 {
+                for (i, past) in all.iter().enumerate() {
+                    let kept = i + 4 >= all.len();
+                    let want = kept.then(|| crashed(i as u64));
+                    assert_eq!(t.get(*past), want.as_ref(), "step {step}, {past}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_second_reason_for_the_same_id_wins() {
+        let mut t = Tombstones::new(4);
+        t.remember(SessionId(1), crashed(1));
+        assert_eq!(t.get(SessionId(1)), Some(&crashed(1)));
+        t.remember(SessionId(1), crashed(2));
+        assert_eq!(t.get(SessionId(1)), Some(&crashed(2)));
+        // Forgetting the older entry keeps the newer one.
+        for id in 2..=4 {
+            t.remember(SessionId(id), crashed(id));
+        }
+        assert_eq!(t.get(SessionId(1)), Some(&crashed(2)));
+        t.remember(SessionId(5), crashed(5));
+        assert_eq!(t.get(SessionId(1)), None);
+    }
+}
