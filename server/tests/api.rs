@@ -688,9 +688,8 @@ async fn metrics_are_valid_prometheus_text() {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let text = a.body;
-    let families = openmetrics_parser::prometheus::parse_prometheus(&text)
-        .unwrap_or_else(|e| panic!("invalid Prometheus text: {e:?}\n{text}"))
-        .families;
+    let families =
+        prom_text::parse(&text).unwrap_or_else(|e| panic!("invalid Prometheus text: {e}\n{text}"));
     let names: Vec<&String> = families.keys().collect();
     for name in [
         "browserpool_sessions",
@@ -802,6 +801,38 @@ async fn drain_refuses_new_sessions_and_waits_for_running_ones() {
     assert!(report.waited < Duration::from_secs(20));
     assert!(s.fake.alive().is_empty());
     assert!(s.dirs().is_empty(), "{:?}", s.dirs());
+}
+
+/// The metrics check above is only as good as its reader: it refuses what the text
+/// format does not allow.
+#[test]
+fn the_prometheus_text_reader_refuses_malformed_text() {
+    let good = "# HELP a_total Things.\n# TYPE a_total counter\na_total{k=\"v\\\"x\"} 3\n\
+        # TYPE h histogram\nh_bucket{le=\"0.1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 0.3\nh_count 2\n";
+    let f = prom_text::parse(good).unwrap();
+    assert_eq!(f["a_total"].samples[0].labels["k"], "v\"x");
+    assert_eq!(f["h"].samples.len(), 4);
+    for bad in [
+        "a 1",                                                            // no final newline
+        "a{k=v} 1\n",                                                     // unquoted label value
+        "a{k=\"v\" 1\n",                                                  // unclosed labels
+        "a{__k=\"v\"} 1\n",                                               // reserved label name
+        "a{k=\"\\q\"} 1\n",                                               // bad escape
+        "1a 1\n",                                                         // bad metric name
+        "a one\n",                                                        // bad value
+        "a 1 2 3\n",                                                      // extra field
+        "a 1\na 2\n",                                                     // the same series twice
+        "a 1\nb 1\na{k=\"v\"} 1\n",                                       // a family split up
+        "a 1\n# TYPE a gauge\n",                                          // TYPE after samples
+        "# TYPE a gauge\n# TYPE a gauge\na 1\n",                          // TYPE twice
+        "# TYPE a sometimes\na 1\n",                                      // unknown type
+        "# TYPE a counter\na -1\n",                                       // negative counter
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n", // no +Inf
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n",
+        "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 3\n", // count != +Inf
+    ] {
+        assert!(prom_text::parse(bad).is_err(), "accepted {bad:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,8 @@
 //! client, both on the crates the server already uses.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod prom_text;
+
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
