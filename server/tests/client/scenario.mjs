@@ -82,24 +82,38 @@ async function main() {
       return;
     }
     case 'crowd': {
-      const one = (i) => Promise.race([attempt(i),
-        sleep(90000).then(() => ({ i, ok: false, error: 'client hung for 90 s (its connection closed under it without settling)' }))]);
+      // Where each client is; a client whose promise never settles stays listed. If
+      // every one left waits on nothing (no socket, no timer), node's event loop drains:
+      // `beforeExit` then names them, instead of node exiting quietly.
+      const unsettled = new Map();
+      process.on('beforeExit', () => {
+        say({ error: 'clients never settled', unsettled: [...unsettled.entries()] });
+        process.exit(4);
+      });
+      guard.unref();
       const attempt = async (i) => {
         const t0 = Date.now();
         let browser;
+        const at = (step) => unsettled.set(i, `${step} @${Date.now() - t0}ms`);
         try {
+          at('connect');
           browser = await connect(`${opt.ws}/`);
+          at('work');
           const r = await work(browser, `client-${i}`);
           await sleep(opt.holdMs ?? 200);
+          at('evaluate');
           const again = await r.page.evaluate(() => document.title);
+          at('close');
           await browser.close();
           return { i, ok: again === `client-${i}`, ms: Date.now() - t0 };
         } catch (e) {
           try { browser?.disconnect(); } catch {}
           return { i, ok: false, error: String(e.message ?? e).slice(0, 200), ms: Date.now() - t0 };
+        } finally {
+          unsettled.delete(i);
         }
       };
-      const results = await Promise.all(Array.from({ length: opt.clients }, (_, i) => one(i)));
+      const results = await Promise.all(Array.from({ length: opt.clients }, (_, i) => attempt(i)));
       say({ done: true, ok: results.filter((r) => r.ok).length, failed: results.filter((r) => !r.ok).length,
         errors: results.filter((r) => !r.ok).map((r) => r.error) });
       return;
