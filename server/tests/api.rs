@@ -664,6 +664,72 @@ async fn a_session_ended_elsewhere_closes_its_client_with_the_reason() {
     s.shutdown().await;
 }
 
+/// Every client settles when eviction takes its session: one evicted before it sent a
+/// single frame (its session ended right after the upgrade), and one whose acquire sat in
+/// the queue while every session was busy. None of them may be left without an answer or
+/// a close frame (each wait below is a hang guard).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_evicted_sessions_and_queued_clients_all_settle() {
+    let s = TestServer::start(|c| c.max_browsers = 2, cfg()).await;
+    // Two fresh connections that have sent nothing yet.
+    let mut a = ws_connect(&format!("{}/", s.ws), &[]).await.unwrap();
+    let mut b = ws_connect(&format!("{}/", s.ws), &[]).await.unwrap();
+    // A third evicts the least recently active: `a`, which never said a word.
+    let mut c = ws_connect(&format!("{}/", s.ws), &[]).await.unwrap();
+    let (code, reason) = closed(&mut a).await.expect("a close frame for a");
+    assert_eq!(code, 1001, "{reason}");
+    assert!(reason.contains("evicted"), "{reason}");
+    // Now both sessions are busy: the next connection's acquire waits in the queue.
+    b.send(Message::text(
+        json!({"id": 7, "method": "Test.sleep", "params": {"ms": 600}}).to_string(),
+    ))
+    .await
+    .unwrap();
+    c.send(Message::text(
+        json!({"id": 7, "method": "Test.sleep", "params": {"ms": 300}}).to_string(),
+    ))
+    .await
+    .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "both sessions to be busy",
+        || async {
+            s.sessions()
+                .await
+                .iter()
+                .filter(|r| r["state"] == "busy")
+                .count()
+                == 2
+        },
+    )
+    .await;
+    let ws = s.ws.clone();
+    let queued = tokio::spawn(async move { ws_connect(&format!("{ws}/"), &[]).await });
+    // `c`'s command finishes first (a busy session is never evicted under a command)...
+    assert_eq!(wait_response(&mut c, 7).await["id"], 7);
+    // ...then the queued client is served by evicting `c`, now the least recently
+    // active, whose client gets the reason.
+    let (code, reason) = closed(&mut c).await.expect("a close frame for c");
+    assert_eq!(code, 1001, "{reason}");
+    assert!(reason.contains("evicted"), "{reason}");
+    let mut d = tokio::time::timeout(Duration::from_secs(30), queued)
+        .await
+        .expect("the queued client never got an answer")
+        .unwrap()
+        .expect("the queued client was refused");
+    assert_eq!(wait_response(&mut b, 7).await["id"], 7);
+    assert_eq!(
+        cdp(&mut d, 1, "Test.echo", json!({"x": 1})).await["result"]["x"],
+        1
+    );
+    assert_eq!(
+        ended_total(&get(&s.url("/metrics")).await.body, "evicted"),
+        2
+    );
+    drop((b, d));
+    s.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_valid_prometheus_text() {
     let s = TestServer::default().await;
@@ -764,7 +830,23 @@ async fn drain_refuses_new_sessions_and_waits_for_running_ones() {
     let mut ws = ws_connect(&format!("{}/", s.ws), &[]).await.unwrap();
     cdp(&mut ws, 1, "Target.getTargets", json!({})).await;
     // A session nobody is attached to does not hold the drain up.
-    assert_eq!(http("POST", &s.url("/sessions"), &[], "").await.status, 201);
+    let made = http("POST", &s.url("/sessions"), &[], "").await;
+    assert_eq!(made.status, 201);
+    let made = made.json()["id"].as_str().unwrap().to_owned();
+    // The pool counts activity stamped in the same clock tick as an owner's release as
+    // use after it (the session is kept): let the clock pass the new session's stamp
+    // before the drain releases it.
+    eventually(
+        Duration::from_secs(5),
+        "the new session to be idle",
+        || async {
+            s.sessions()
+                .await
+                .iter()
+                .any(|r| r["id"] == made.as_str() && r["idle_for_ms"].as_u64() > Some(0))
+        },
+    )
+    .await;
     let _ = s.stop.take().unwrap().send(());
     eventually(Duration::from_secs(5), "readyz to turn 503", || async {
         get(&s.url("/readyz")).await.status == 503
@@ -803,6 +885,33 @@ async fn drain_refuses_new_sessions_and_waits_for_running_ones() {
     assert!(s.dirs().is_empty(), "{:?}", s.dirs());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_timeout_shuts_down_sessions_still_connected() {
+    let mut s = TestServer::start(
+        |_| {},
+        ServerConfig {
+            drain_timeout: Duration::from_millis(300),
+            ..cfg()
+        },
+    )
+    .await;
+    let mut ws = ws_connect(&format!("{}/", s.ws), &[]).await.unwrap();
+    cdp(&mut ws, 1, "Target.getTargets", json!({})).await;
+    let _ = s.stop.take().unwrap().send(());
+    let (code, reason) = closed(&mut ws).await.expect("a close frame");
+    assert_eq!(code, 1001, "{reason}");
+    let report = tokio::time::timeout(Duration::from_secs(10), s.serving.take().unwrap())
+        .await
+        .expect("serve did not return")
+        .unwrap()
+        .unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.live_at_deadline, 1);
+    assert_eq!(report.shutdown.torn_down, 1);
+    assert!(s.fake.alive().is_empty());
+    assert!(s.dirs().is_empty(), "{:?}", s.dirs());
+}
+
 /// The metrics check above is only as good as its reader: it refuses what the text
 /// format does not allow.
 #[test]
@@ -833,31 +942,4 @@ fn the_prometheus_text_reader_refuses_malformed_text() {
     ] {
         assert!(prom_text::parse(bad).is_err(), "accepted {bad:?}");
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_drain_timeout_shuts_down_sessions_still_connected() {
-    let mut s = TestServer::start(
-        |_| {},
-        ServerConfig {
-            drain_timeout: Duration::from_millis(300),
-            ..cfg()
-        },
-    )
-    .await;
-    let mut ws = ws_connect(&format!("{}/", s.ws), &[]).await.unwrap();
-    cdp(&mut ws, 1, "Target.getTargets", json!({})).await;
-    let _ = s.stop.take().unwrap().send(());
-    let (code, reason) = closed(&mut ws).await.expect("a close frame");
-    assert_eq!(code, 1001, "{reason}");
-    let report = tokio::time::timeout(Duration::from_secs(10), s.serving.take().unwrap())
-        .await
-        .expect("serve did not return")
-        .unwrap()
-        .unwrap();
-    assert!(report.is_clean(), "{report:?}");
-    assert_eq!(report.live_at_deadline, 1);
-    assert_eq!(report.shutdown.torn_down, 1);
-    assert!(s.fake.alive().is_empty());
-    assert!(s.dirs().is_empty(), "{:?}", s.dirs());
 }
