@@ -8,9 +8,10 @@
 //! I/O, reads no clock, spawns nothing and draws no random numbers: `now` is always
 //! passed in, and the same inputs always give the same actions in the same order.
 //!
-//! The one input it reads by itself is each session's [`Activity`] cell, which clients
-//! stamp lock-free; it reads a cell only when that session's deadline falls due or when
-//! it looks for an eviction victim.
+//! The one input it reads by itself is each session's activity cell
+//! ([`Activity`](crate::session::Activity)), which clients stamp lock-free; it reads a
+//! cell only when that session's deadline falls due or when it looks for an eviction
+//! victim.
 //!
 //! ## A session's life
 //!
