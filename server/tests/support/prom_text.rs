@@ -150,10 +150,12 @@ fn family_of(name: &str, types: &BTreeMap<String, String>) -> String {
     name.to_owned()
 }
 
+/// One histogram series: its `(le, count)` buckets, its `_count`, whether it has a `_sum`.
+type Series = (Vec<(f64, f64)>, Option<f64>, bool);
+
 fn check_histogram(name: &str, f: &Family) -> Result<(), String> {
     // Series: the labels without `le`.
-    let mut series: BTreeMap<Vec<(String, String)>, (Vec<(f64, f64)>, Option<f64>, bool)> =
-        BTreeMap::new();
+    let mut series: BTreeMap<Vec<(String, String)>, Series> = BTreeMap::new();
     for s in &f.samples {
         let mut key: BTreeMap<String, String> = s.labels.clone();
         let le = key.remove("le");
