@@ -76,7 +76,10 @@ impl<L: ProcessLauncher> Lease<L> {
     }
 
     /// Like [`Lease::begin_op`], but the guard owns a clone of the lease, so it can be
-    /// kept across `await`s, stored, or moved to another task.
+    /// kept across `.await` points, stored in a map or moved into another task (a CDP
+    /// proxy keeps one per command awaiting its response). Same guarantees: the session
+    /// is busy until the guard is dropped, activity is stamped at both ends, the use is
+    /// counted. Fails if the session has already ended.
     pub fn begin_op_owned(&self) -> Result<OwnedOpGuard<L>, SessionError> {
         if self.activity.is_ended() {
             return Err(self.ended_error());
@@ -165,6 +168,14 @@ impl<L: ProcessLauncher> Drop for OwnedOpGuard<L> {
     #[inline]
     fn drop(&mut self) {
         self.lease.end_op();
+    }
+}
+
+impl<L: ProcessLauncher> std::fmt::Debug for OwnedOpGuard<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedOpGuard")
+            .field("id", &self.lease.id)
+            .finish()
     }
 }
 

@@ -92,7 +92,7 @@ pub use error::{
 };
 pub use fs::OsFilesystem;
 pub use lease::{Lease, OpGuard, OwnedOpGuard};
-pub use machine::{Action, Input, Lifecycle, MachineStats, Phase, Ticket};
+pub use machine::{Action, Input, Lifecycle, MachineStats, Phase, SessionInfo, Ticket};
 pub use pool::{Pool, PoolBuilder, ShutdownReport};
 pub use session::{Activity, ActivityRef, EndReason, OwnerKey, RetireCause, SessionId};
 pub use stats::{PoolMemory, PoolStats, Totals};

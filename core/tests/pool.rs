@@ -585,3 +585,75 @@ fn concurrent_clients_never_exceed_max_browsers_and_leave_nothing() {
         entries(root.path())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn sessions_snapshot_lists_owner_busy_and_uses_and_forgets_finished_sessions() {
+    let root = tempfile::tempdir().unwrap();
+    let (pool, _l) = pool(cfg(root.path())).await;
+    let a = pool.acquire_for(OwnerKey::new("conn-a")).await.unwrap();
+    let b = pool.acquire().await.unwrap();
+    let op = a.begin_op().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let snap = pool.sessions();
+    assert_eq!(
+        snap.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![a.id(), b.id()]
+    );
+    assert_eq!(snap[0].owner, Some(OwnerKey::new("conn-a")));
+    assert!(snap[0].is_busy());
+    assert_eq!(snap[0].uses, 1);
+    assert_eq!(snap[1].owner, None);
+    assert!(!snap[1].is_busy());
+    assert!(snap[1].idle_for >= Duration::from_secs(1), "{:?}", snap[1]);
+    assert_eq!(snap[1].dir, pool.session_dir(b.id()));
+    drop(op);
+    pool.destroy(b.id()).await.unwrap();
+    settle().await;
+    let snap = pool.sessions();
+    assert_eq!(snap.iter().map(|s| s.id).collect::<Vec<_>>(), vec![a.id()]);
+    assert!(!snap[0].is_busy());
+    pool.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn owned_op_guards_keep_a_session_busy_across_tasks_until_the_last_is_dropped() {
+    let root = tempfile::tempdir().unwrap();
+    let (pool, _l) = pool(PoolConfig {
+        max_browsers: 1,
+        max_uses: Some(3),
+        ..cfg(root.path())
+    })
+    .await;
+    let lease = pool.acquire().await.unwrap();
+    let id = lease.id();
+    // Two commands in flight, held by another task past the idle timeout (10 s).
+    let g1 = lease.begin_op_owned().unwrap();
+    let g2 = lease.begin_op_owned().unwrap();
+    assert_eq!(lease.activity().in_flight(), 2);
+    let holder = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(g1);
+        g2
+    });
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let g2 = holder.await.unwrap();
+    assert!(
+        pool.session(id).is_ok(),
+        "reaped while an operation was in flight"
+    );
+    assert!(pool.sessions()[0].is_busy());
+    // Not evicted either while busy: a second request waits instead.
+    let waiter = tokio::time::timeout(Duration::from_secs(1), pool.acquire()).await;
+    assert!(waiter.is_err(), "the busy session was evicted");
+    drop(g2);
+    assert_eq!(lease.activity().in_flight(), 0);
+    assert_eq!(lease.activity().uses(), 2);
+    // The third use reaches max_uses: the owned guard sends the same retire hint.
+    drop(lease.begin_op_owned().unwrap());
+    settle().await;
+    assert_eq!(
+        ended(pool.session(id)),
+        EndReason::Retired(RetireCause::MaxUses)
+    );
+    assert!(lease.begin_op_owned().is_err());
+}

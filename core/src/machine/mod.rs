@@ -35,8 +35,11 @@
 
 mod dirs;
 mod index;
+mod snapshot;
 mod table;
 mod tombstones;
+
+pub use snapshot::SessionInfo;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

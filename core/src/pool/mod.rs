@@ -495,3 +495,13 @@ impl<L: ProcessLauncher> Drop for Pool<L> {
         self.marker.take();
     }
 }
+
+impl<L: ProcessLauncher> Pool<L> {
+    /// Every session the pool tracks (any phase), in id order: owner, phase, operations
+    /// in flight, idle time, uses, age. Reading it stamps nothing. O(n log n) under the
+    /// pool's lock; meant for status pages and APIs, not per-request hot paths.
+    pub fn sessions(&self) -> Vec<crate::machine::SessionInfo> {
+        let now = self.inner.now();
+        self.inner.lock().machine.snapshot(now)
+    }
+}
