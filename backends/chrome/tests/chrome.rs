@@ -471,6 +471,9 @@ async fn failed_and_cancelled_launches_leave_nothing() {
 
     // Launches whose futures are dropped midway, at several points of the browser's
     // start-up (helpers, including the crash handler's double fork, appear throughout).
+    // A launch that finishes first (a fast machine) is killed through the launcher
+    // instead; 10 ms is far below any Chromium start, so at least that one is cancelled.
+    let mut cancelled = 0;
     for (n, ms) in [10u64, 60, 150, 250].into_iter().enumerate() {
         let dir = root.path().join(format!("cancelled-{n}"));
         std::fs::create_dir(&dir).unwrap();
@@ -479,8 +482,14 @@ async fn failed_and_cancelled_launches_leave_nothing() {
             id: SessionId(n as u64 + 1),
             dir: dir.clone(),
         };
-        let r = tokio::time::timeout(Duration::from_millis(ms), real.launch(&spec)).await;
-        assert!(r.is_err(), "launch unexpectedly finished within {ms} ms");
+        match tokio::time::timeout(Duration::from_millis(ms), real.launch(&spec)).await {
+            Err(_elapsed) => cancelled += 1,
+            Ok(Ok(p)) => {
+                real.kill(&p, browserpool::KillStage::Force).await.unwrap();
+                real.wait_gone(&p).await;
+            }
+            Ok(Err(e)) => panic!("launch failed: {e}"),
+        }
         // Cancelled while forking, the spawner thread kills the child on its own time;
         // cancelled later, the dropped launch kills before the drop returns.
         eventually(
@@ -490,6 +499,7 @@ async fn failed_and_cancelled_launches_leave_nothing() {
         .await;
         std::fs::remove_dir_all(&dir).unwrap();
     }
+    assert!(cancelled >= 1, "no launch was cancelled, not even at 10 ms");
     checks.finish().await;
 }
 
@@ -602,7 +612,11 @@ async fn every_exit_path_kills_every_process_of_the_session() {
     assert_eq!(processes_of_dir(&dir), Vec::<i32>::new(), "shutdown");
     drop(pool);
 
-    // Launches that time out: the launcher kills what it started before answering.
+    // Launches that time out: the launcher kills what it started before answering. A
+    // launch that beats its timeout (a fast machine) is torn down by the launcher's own
+    // kill instead; either way nothing of it may remain. 30 ms is far below any Chromium
+    // start (the bare-spawn floor is 200+ ms), so at least that one times out.
+    let mut timed_out = 0;
     for ms in [30u64, 120, 250] {
         let launcher = launcher_with(ChromeConfig {
             launch_timeout: Duration::from_millis(ms),
@@ -616,8 +630,19 @@ async fn every_exit_path_kills_every_process_of_the_session() {
             id: SessionId(1),
             dir: dir.clone(),
         };
-        let err = launcher.launch(&spec).await.unwrap_err();
-        assert!(err.to_string().contains("within"), "{err}");
+        match launcher.launch(&spec).await {
+            Err(err) => {
+                assert!(err.to_string().contains("within"), "{err}");
+                timed_out += 1;
+            }
+            Ok(p) => {
+                launcher
+                    .kill(&p, browserpool::KillStage::Force)
+                    .await
+                    .unwrap();
+                launcher.wait_gone(&p).await;
+            }
+        }
         assert_eq!(
             processes_of_dir(&dir),
             Vec::<i32>::new(),
@@ -625,5 +650,6 @@ async fn every_exit_path_kills_every_process_of_the_session() {
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
+    assert!(timed_out >= 1, "no launch timed out, not even at 30 ms");
     checks.finish().await;
 }
