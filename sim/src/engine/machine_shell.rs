@@ -123,15 +123,7 @@ impl Sim<'_> {
         let spawned = self.w().spawn_tree(&dir, Owner::Ours(inc), procs, kill);
         match spawned {
             Ok((pgid, gen)) => {
-                if let Some(s) = self.slots.get_mut(&id) {
-                    s.tree = Some((pgid, gen));
-                }
-                self.by_tree.insert((pgid, gen), id);
-                self.tr(Tr::Launch {
-                    id: id.0,
-                    pgid,
-                    procs,
-                });
+                self.tree_started(id, pgid, gen, procs);
                 let at = match outcome {
                     LaunchOutcome::Hang => self.now + ms(self.config.launch_timeout),
                     _ => self.now + latency,

@@ -556,6 +556,19 @@ fn err_label(e: &AcquireError) -> &'static str {
 }
 
 impl<'a> Sim<'a> {
+    /// A session's browser tree is up: both shells record it the same way.
+    fn tree_started(&mut self, id: SessionId, pgid: u32, gen: u64, procs: u32) {
+        if let Some(s) = self.slots.get_mut(&id) {
+            s.tree = Some((pgid, gen));
+        }
+        self.by_tree.insert((pgid, gen), id);
+        self.tr(Tr::Launch {
+            id: id.0,
+            pgid,
+            procs,
+        });
+    }
+
     fn new(sc: &'a Scenario, seed: u64, opts: RunOptions) -> Result<Self, SimError> {
         let spec: &PoolSpec = match opts.mode {
             Mode::Managed => &sc.managed,

@@ -456,15 +456,7 @@ impl Sim<'_> {
                 procs,
                 crash_at,
             } => {
-                if let Some(s) = self.slots.get_mut(&id) {
-                    s.tree = Some((pgid, gen));
-                }
-                self.by_tree.insert((pgid, gen), id);
-                self.tr(Tr::Launch {
-                    id: id.0,
-                    pgid,
-                    procs,
-                });
+                self.tree_started(id, pgid, gen, procs);
                 if let Some(t) = crash_at {
                     self.push(t, Ev::TreeCrash(pgid, gen));
                 }
