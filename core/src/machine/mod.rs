@@ -57,7 +57,7 @@ use crate::time::{duration_ms, Timestamp};
 
 use dirs::SessionDirs;
 use index::{ActivityIndex, Timer, TimerIndex};
-use table::{Cold, Placed, SessionTable, State, Tag};
+use table::{Cold, Placed, Release, SessionTable, State, Tag};
 use tombstones::Tombstones;
 
 /// Identifies one request for a session, so that its answer ([`Action::Reply`]) can be
@@ -479,7 +479,11 @@ impl Lifecycle {
     }
 
     /// The client behind `owner` went away: destroy its live sessions once `grace` has
-    /// passed, unless they are used again (stamped at or after `now`) or busy then.
+    /// passed, unless they are used again or busy then. "Used again" means an operation
+    /// was begun on the session after this call, or its activity was stamped at a later
+    /// clock tick than `now`; a bare [`Activity::touch`](crate::session::Activity::touch) within the same tick as the
+    /// release does not count, because a stamp is no finer than a tick and could be the
+    /// owner's last one.
     /// Returns how many sessions were put on notice.
     pub fn release_owner(&mut self, now: Timestamp, owner: &OwnerKey, grace: Duration) -> usize {
         let ids: Vec<SessionId> = self
@@ -496,10 +500,14 @@ impl Lifecycle {
             if e.hot.tag != Tag::Live {
                 continue;
             }
-            if let Some((old, _)) = e.cold.release.take() {
-                self.timers.remove(old, Timer::Release(id));
+            if let Some(old) = e.cold.release.take() {
+                self.timers.remove(old.deadline, Timer::Release(id));
             }
-            e.cold.release = Some((deadline, now));
+            e.cold.release = Some(Release {
+                deadline,
+                at: now,
+                uses: e.hot.activity.uses(),
+            });
             self.timers.insert(deadline, Timer::Release(id));
             n += 1;
         }
@@ -789,7 +797,7 @@ impl Lifecycle {
         if let Some(at) = retire_at {
             self.timers.remove(at, Timer::Retire(id));
         }
-        if let Some((at, _)) = release {
+        if let Some(Release { deadline: at, .. }) = release {
             self.timers.remove(at, Timer::Release(id));
         }
         if owner.is_some() {
@@ -1050,14 +1058,19 @@ impl Lifecycle {
         let Some(e) = self.table.get_mut(id) else {
             return;
         };
-        let Some((_, released_at)) = e.cold.release.take() else {
+        let Some(release) = e.cold.release.take() else {
             return;
         };
         if e.hot.tag != Tag::Live {
             return;
         }
+        // Used again means: busy now, an operation begun since the release, or a stamp
+        // strictly after the release's tick. A bare `touch` in the very tick of the release
+        // is indistinguishable from the last stamp before it and does not count (stamps are
+        // tick-coarse); before this rule, a session whose client left in the same tick as
+        // its last stamp was kept until the idle timeout.
         let a = &e.hot.activity;
-        if a.is_busy() || a.last_active() >= released_at {
+        if a.is_busy() || a.uses() > release.uses || a.last_active() > release.at {
             tracing::debug!(session = %id, "owner released but session used again; kept");
             return;
         }

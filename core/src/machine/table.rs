@@ -117,14 +117,26 @@ impl Hot {
 }
 
 /// The half of a session read when it changes phase.
+/// An owner release on notice: what `on_release_due` compares against to tell whether the
+/// session was used again during the grace period.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Release {
+    /// When the grace period ends.
+    pub(super) deadline: Timestamp,
+    /// When the owner was released.
+    pub(super) at: Timestamp,
+    /// The session's use count (operations begun) at release.
+    pub(super) uses: u64,
+}
+
 #[derive(Debug)]
 pub(super) struct Cold {
     pub(super) state: State,
     pub(super) owner: Option<OwnerKey>,
     pub(super) launched_at: Timestamp,
     pub(super) retire_at: Option<Timestamp>,
-    /// Grace deadline and the release time (touched-again means stamped at or after it).
-    pub(super) release: Option<(Timestamp, Timestamp)>,
+    /// Set while the session's owner is released and its grace runs.
+    pub(super) release: Option<Release>,
     pub(super) remove_retry_at: Option<Timestamp>,
 }
 

@@ -918,3 +918,45 @@ fn sessions_launched_together_have_neighbouring_activity_cells() {
     assert!(cell.is_ended());
     assert!(h.m.activity(ids[0]).is_err());
 }
+
+/// Regression: a client whose connection dropped in the same clock tick as its session's
+/// last stamp was treated as "used again" (`last_active >= released_at`), and the session
+/// lived on until the idle timeout.
+#[test]
+fn owner_released_in_the_tick_of_its_last_stamp_is_destroyed_after_grace() {
+    let mut h = H::new(cfg());
+    let o = OwnerKey::new("c");
+    h.m.acquire(h.now, Some(o.clone()));
+    h.drain();
+    h.feed(Input::Launched { id: SessionId(1) });
+    h.at(S);
+    let act = h.m.activity(SessionId(1)).unwrap().clone();
+    act.begin_op(h.now);
+    act.end_op(h.now);
+    // The connection drops in the same tick as the last stamp.
+    assert_eq!(h.m.release_owner(h.now, &o, Duration::from_secs(1)), 1);
+    h.at(2 * S);
+    assert_eq!(
+        ending(&h.tick()),
+        vec![(SessionId(1), EndReason::OwnerReleased)]
+    );
+}
+
+/// An operation begun in the very tick of the release still counts as use: the session
+/// is kept.
+#[test]
+fn an_operation_begun_in_the_tick_of_the_release_keeps_the_session() {
+    let mut h = H::new(cfg());
+    let o = OwnerKey::new("c");
+    h.m.acquire(h.now, Some(o.clone()));
+    h.drain();
+    h.feed(Input::Launched { id: SessionId(1) });
+    h.at(S);
+    assert_eq!(h.m.release_owner(h.now, &o, Duration::from_secs(1)), 1);
+    let act = h.m.activity(SessionId(1)).unwrap().clone();
+    act.begin_op(h.now);
+    act.end_op(h.now);
+    h.at(2 * S);
+    assert!(ending(&h.tick()).is_empty());
+    assert_eq!(h.m.phase(SessionId(1)), Some(Phase::Live));
+}
