@@ -8,6 +8,7 @@ use crate::sweep::LegacyPattern;
 
 /// What happens when a session is requested while `max_browsers` process trees are live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CapacityPolicy {
     /// Tear down the least-recently-active session that has no operation in flight and
     /// launch the new one in its place once its processes are gone. If every session is

@@ -108,3 +108,140 @@ impl<L: ProcessLauncher> Drop for DropNet<L> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::backend::LaunchSpec;
+    use crate::session::SessionId;
+    use crate::testing::{FakeLauncher, FakeProcess, MemFs};
+
+    struct Rig {
+        launcher: Arc<FakeLauncher>,
+        fs: Arc<MemFs>,
+        recovered: Arc<AtomicU64>,
+        dir: PathBuf,
+    }
+
+    impl Rig {
+        /// A launched fake browser in a directory that exists.
+        async fn new() -> (Rig, Arc<FakeProcess>) {
+            let launcher = Arc::new(FakeLauncher::new());
+            let fs = Arc::new(MemFs::new());
+            let dir = PathBuf::from("/root/s1");
+            fs.create_dir(&dir).await.unwrap();
+            let spec = LaunchSpec {
+                id: SessionId(1),
+                dir: dir.clone(),
+            };
+            let p = Arc::new(launcher.launch(&spec).await.unwrap());
+            let rig = Rig {
+                launcher,
+                fs,
+                recovered: Arc::new(AtomicU64::new(0)),
+                dir,
+            };
+            (rig, p)
+        }
+
+        fn net(&self, p: Option<Arc<FakeProcess>>, dir: bool) -> DropNet<FakeLauncher> {
+            DropNet {
+                launcher: self.launcher.clone(),
+                fs: self.fs.clone(),
+                process: p,
+                dir: dir.then(|| self.dir.clone()),
+                recovered: self.recovered.clone(),
+            }
+        }
+
+        fn dir_exists(&self) -> bool {
+            self.fs.dirs().contains(&self.dir)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_armed_net_kills_the_tree_and_removes_the_directory() {
+        let (rig, p) = Rig::new().await;
+        drop(rig.net(Some(p.clone()), true));
+        assert!(!p.is_alive());
+        assert!(!rig.dir_exists());
+        assert_eq!(rig.recovered.load(Ordering::Relaxed), 1);
+    }
+
+    /// A net told its processes are gone must not signal the (possibly reused) PID at
+    /// drop, but must still remove the directory.
+    #[tokio::test]
+    async fn after_processes_gone_the_net_only_removes_the_directory() {
+        let (rig, p) = Rig::new().await;
+        let mut net = rig.net(Some(p.clone()), true);
+        net.processes_gone();
+        drop(net);
+        assert!(
+            p.is_alive(),
+            "the net signalled a process it was told is gone"
+        );
+        assert!(!rig.dir_exists(), "the directory is still there");
+        assert_eq!(rig.recovered.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_disarmed_net_does_nothing() {
+        let (rig, p) = Rig::new().await;
+        let mut net = rig.net(Some(p.clone()), true);
+        net.disarm();
+        drop(net);
+        assert!(p.is_alive());
+        assert!(rig.dir_exists());
+        assert_eq!(rig.recovered.load(Ordering::Relaxed), 0);
+    }
+
+    /// Either half alone is still cleaned: a process without a directory (removed
+    /// already) is killed.
+    #[tokio::test]
+    async fn a_process_without_a_directory_is_still_killed() {
+        let (rig, p) = Rig::new().await;
+        drop(rig.net(Some(p.clone()), false));
+        assert!(!p.is_alive());
+        assert!(
+            rig.dir_exists(),
+            "the net removed a directory it did not own"
+        );
+    }
+
+    /// On a multi-thread runtime the cleanup runs under `block_in_place`, so the worker's
+    /// other tasks keep running while it blocks. With one worker, inline cleanup would
+    /// starve the task this cleanup waits for.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn cleanup_on_a_multi_thread_worker_does_not_starve_its_tasks() {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = flag.clone();
+        tokio::spawn(async move {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let t = tokio::spawn(async move {
+                f.store(true, Ordering::SeqCst);
+                let _ = tx.send(());
+            });
+            run_blocking_cleanup(|| {
+                // Hang guard only: the correct code gets the message at once.
+                let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+                assert!(
+                    got.is_ok(),
+                    "the spawned task never ran: cleanup blocked the worker"
+                );
+            });
+            t.await.unwrap();
+        })
+        .await
+        .unwrap();
+        assert!(flag.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn cleanup_outside_a_runtime_runs_inline() {
+        let mut ran = false;
+        run_blocking_cleanup(|| ran = true);
+        assert!(ran);
+    }
+}

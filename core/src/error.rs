@@ -1,12 +1,14 @@
 //! Typed errors. Each names what happened, to which session, and what the caller can do.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::session::{EndReason, SessionId};
 
 /// An invalid [`PoolConfig`](crate::PoolConfig), refused at construction.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// `max_browsers` is zero, so no session could ever be served.
     #[error("max_browsers is 0: set it to the number of browsers this host can hold (at least 1)")]
@@ -96,6 +98,7 @@ impl ConfigError {
 
 /// Why a request for a session failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AcquireError {
     /// The pool is full and its policy is `Reject`.
     #[error("pool at capacity ({max} browsers) and the policy is Reject: retry later, destroy a session, or use EvictLru")]
@@ -147,6 +150,7 @@ pub enum AcquireError {
 
 /// Why an operation on a session failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// The session has ended; `reason` says how (reaped, evicted, crashed, destroyed...).
     #[error("session {id} has ended: {reason}; acquire a new session")]
@@ -186,7 +190,13 @@ pub enum SessionError {
 
 /// What a [`ProcessLauncher`](crate::ProcessLauncher) or [`Filesystem`](crate::Filesystem)
 /// reports when an operation fails.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// An error made from an [`std::io::Error`] ([`BackendError::from_io`]) keeps it as its
+/// [`source()`](std::error::Error::source), so callers can walk down to the OS error.
+/// Equality compares what the pool acts on (`op`, `path`, `kind`, `message`), not the
+/// source.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 #[error("{op} {}: {kind:?}: {message}", path.as_ref().map(|p| p.display().to_string()).unwrap_or_default())]
 pub struct BackendError {
     /// What was being done ("launch", "kill", "remove", ...).
@@ -197,7 +207,21 @@ pub struct BackendError {
     pub kind: BackendErrorKind,
     /// The backend's own description.
     pub message: String,
+    /// The I/O error this was made from, if any.
+    #[source]
+    pub source: Option<Arc<std::io::Error>>,
 }
+
+impl PartialEq for BackendError {
+    fn eq(&self, other: &Self) -> bool {
+        self.op == other.op
+            && self.path == other.path
+            && self.kind == other.kind
+            && self.message == other.message
+    }
+}
+
+impl Eq for BackendError {}
 
 impl BackendError {
     /// A new error.
@@ -207,6 +231,7 @@ impl BackendError {
             path: None,
             kind,
             message: message.into(),
+            source: None,
         }
     }
 
@@ -216,8 +241,8 @@ impl BackendError {
         self
     }
 
-    /// Classify an I/O error.
-    pub fn from_io(op: &'static str, path: impl Into<PathBuf>, e: &std::io::Error) -> Self {
+    /// Classify an I/O error; the error is kept as this error's `source()`.
+    pub fn from_io(op: &'static str, path: impl Into<PathBuf>, e: std::io::Error) -> Self {
         use std::io::ErrorKind as K;
         let kind = match e.kind() {
             K::NotFound => BackendErrorKind::NotFound,
@@ -228,12 +253,15 @@ impl BackendError {
             K::ResourceBusy | K::DirectoryNotEmpty => BackendErrorKind::Busy,
             _ => BackendErrorKind::Other,
         };
-        BackendError::new(op, kind, e.to_string()).at(path)
+        let mut err = BackendError::new(op, kind, e.to_string()).at(path);
+        err.source = Some(Arc::new(e));
+        err
     }
 }
 
 /// Classification of a [`BackendError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BackendErrorKind {
     /// The thing was not there (for a removal: already gone, which counts as success).
     NotFound,
@@ -255,6 +283,7 @@ pub enum BackendErrorKind {
 
 /// Why a [`Pool`](crate::Pool) could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PoolError {
     /// The configuration was refused; nothing was launched or removed.
     #[error("invalid pool configuration: {0}")]
@@ -267,4 +296,27 @@ pub enum PoolError {
     /// Listing the root for the startup sweep failed.
     #[error("startup sweep could not list the root: {0}")]
     Sweep(BackendError),
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn an_io_backend_error_keeps_the_os_error_as_its_source() {
+        let io = std::io::Error::from_raw_os_error(28); // ENOSPC
+        let e = BackendError::from_io("remove", "/tmp/x", io);
+        assert_eq!(e.kind, BackendErrorKind::NoSpace);
+        let src = e.source().expect("a source");
+        let io = src
+            .downcast_ref::<std::io::Error>()
+            .expect("the io::Error itself");
+        assert_eq!(io.raw_os_error(), Some(28));
+        assert!(BackendError::new("x", BackendErrorKind::Other, "m")
+            .source()
+            .is_none());
+    }
 }

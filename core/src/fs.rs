@@ -55,7 +55,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn list(root: &Path, prefix: &str) -> Result<Vec<DirEntryInfo>, BackendError> {
-    let rd = fs::read_dir(root).map_err(|e| BackendError::from_io("list", root, &e))?;
+    let rd = fs::read_dir(root).map_err(|e| BackendError::from_io("list", root, e))?;
     let mut out = Vec::new();
     for entry in rd {
         let Ok(entry) = entry else { continue };
@@ -93,12 +93,12 @@ fn list(root: &Path, prefix: &str) -> Result<Vec<DirEntryInfo>, BackendError> {
 fn remove_tree(path: &Path) -> Result<(), BackendError> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(BackendError::from_io("remove", path, &e)),
+        Err(e) => return Err(BackendError::from_io("remove", path, e)),
         Ok(md) if !md.file_type().is_dir() => {
             // A symlink or file where our directory should be: unlink it, never follow.
             return match fs::remove_file(path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(BackendError::from_io("remove", path, &e))
+                    Err(BackendError::from_io("remove", path, e))
                 }
                 _ => Ok(()),
             };
@@ -108,7 +108,7 @@ fn remove_tree(path: &Path) -> Result<(), BackendError> {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(BackendError::from_io("remove", path, &e)),
+        Err(e) => Err(BackendError::from_io("remove", path, e)),
     }
 }
 
@@ -123,11 +123,11 @@ fn open_marker(op: &'static str, path: &Path, create: bool) -> Result<fs::File, 
     }
     let file = o
         .open(path)
-        .map_err(|e| BackendError::from_io(op, path, &e))?;
+        .map_err(|e| BackendError::from_io(op, path, e))?;
     // Only a regular file of ours can be a marker (O_NOFOLLOW already refused a symlink).
     let md = file
         .metadata()
-        .map_err(|e| BackendError::from_io(op, path, &e))?;
+        .map_err(|e| BackendError::from_io(op, path, e))?;
     if !md.file_type().is_file() || md.uid() != rustix::process::getuid().as_raw() {
         return Err(BackendError::new(
             op,
@@ -228,7 +228,7 @@ fn remove_dead_marker(path: &Path) -> Result<bool, BackendError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(BackendError::from_io("remove", path, &e)),
+        Err(e) => Err(BackendError::from_io("remove", path, e)),
     }
 }
 
@@ -272,7 +272,7 @@ fn open_dir_nofollow(at: impl rustix::fd::AsFd, name: &Path) -> rustix::io::Resu
 
 fn probe_profile(path: &Path) -> Result<ProfileProbe, BackendError> {
     let err = |e: rustix::io::Errno| {
-        BackendError::from_io("probe_profile", path, &std::io::Error::from(e))
+        BackendError::from_io("probe_profile", path, std::io::Error::from(e))
     };
     // Every step is relative to a directory opened without following symlinks, so
     // nothing swapped in meanwhile redirects the look elsewhere.
@@ -313,7 +313,7 @@ impl Filesystem for OsFilesystem {
             fs::DirBuilder::new()
                 .mode(0o700)
                 .create(&p)
-                .map_err(|e| BackendError::from_io("create", &p, &e))
+                .map_err(|e| BackendError::from_io("create", &p, e))
         })
         .await
     }

@@ -69,7 +69,7 @@
 
 pub mod backend;
 pub mod config;
-pub mod dropnet;
+mod dropnet;
 pub mod error;
 pub mod fs;
 pub mod lease;
@@ -79,6 +79,7 @@ pub mod rng;
 pub mod session;
 pub mod stats;
 pub mod sweep;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
 
@@ -87,6 +88,7 @@ pub use backend::{
     MemoryUsage, Orphan, ProcessLauncher, ProfileLayout, ProfileProbe,
 };
 pub use config::{Backoff, CapacityPolicy, PoolConfig};
+pub use dropnet::run_blocking_cleanup;
 pub use error::{
     AcquireError, BackendError, BackendErrorKind, ConfigError, PoolError, SessionError,
 };

@@ -58,6 +58,7 @@ impl fmt::Display for OwnerKey {
 
 /// Why a session was retired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RetireCause {
     /// It reached `max_lifetime`.
     MaxLifetime,
@@ -67,6 +68,7 @@ pub enum RetireCause {
 
 /// Why a session ended. Every teardown carries exactly one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EndReason {
     /// A client asked for it to be destroyed.
     Destroyed,

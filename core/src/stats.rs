@@ -5,6 +5,7 @@ use crate::backend::MemoryUsage;
 /// Running totals since the pool (or machine) was created. Every session that is launched
 /// ends in exactly one of the `destroyed`..`abandoned` counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Totals {
     /// Browsers launched successfully.
     pub created: u64,
@@ -42,6 +43,7 @@ pub struct Totals {
 
 /// A snapshot of a [`Pool`](crate::Pool).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PoolStats {
     /// Sessions being launched.
     pub launching: usize,
@@ -75,6 +77,7 @@ pub struct PoolStats {
 
 /// Memory of every live session, summed, as measured by the backend.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PoolMemory {
     /// Sum over sessions.
     pub total: MemoryUsage,

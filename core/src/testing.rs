@@ -9,6 +9,10 @@
 //! want to unit-test their own code against a [`Pool`](crate::Pool) without Chromium. The
 //! full simulated world (PIDs, process trees, injected faults) lives in
 //! `browserpool-sim`; the real backend in `browserpool-chrome`.
+//!
+//! Only with the crate feature `testing`. Nothing here is covered by semver: it follows
+//! the crate's internals. It also re-exports [`startup_sweep`], which a [`Pool`](crate::Pool)
+//! runs by itself while holding its marker; simulations call it directly.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +29,8 @@ use crate::backend::{
 };
 use crate::error::{BackendError, BackendErrorKind};
 use crate::session::SessionId;
+
+pub use crate::sweep::exec::startup_sweep;
 
 /// A backend call that a test double can be told to panic in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

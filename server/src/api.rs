@@ -235,7 +235,7 @@ pub(crate) async fn attach_ws<L: CdpLauncher>(
         app.metrics.refuse("max_connections");
         return Err(too_many_connections(app.config.max_connections).session(id));
     };
-    // Reattaching is use: it cancels a release that the last disconnect started.
+    // Reattaching is use, and `attach` cancels a release that the last disconnect started.
     lease.touch();
     let Some(attach) = app.attach.attach(&app.pool, id, app.config.release_grace) else {
         return Err(ApiError::from(lease.ended_error()));

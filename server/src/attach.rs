@@ -45,8 +45,12 @@ impl Attachments {
         );
     }
 
-    /// Attach one more connection to `id`. `None` if the session is not (or no longer)
-    /// known here.
+    /// Attach one more connection to `id`, reclaiming the session from a release its last
+    /// detach started. `None` if the session is not (or no longer) known here.
+    ///
+    /// Attach and detach both talk to the pool under this registry's lock, so a reattach
+    /// and the previous connection's release cannot interleave: either the detach sees
+    /// the new connection and releases nothing, or the reattach cancels its release.
     pub(crate) fn attach<L: ProcessLauncher>(
         self: &Arc<Self>,
         pool: &Arc<Pool<L>>,
@@ -56,6 +60,9 @@ impl Attachments {
         let mut map = self.lock();
         let e = map.get_mut(&id)?;
         e.conns += 1;
+        if pool.reclaim(id) {
+            tracing::info!(session = %id, "client reattached within the grace; release cancelled");
+        }
         Some(AttachGuard {
             registry: self.clone(),
             pool: Arc::downgrade(pool),
@@ -81,7 +88,15 @@ impl Attachments {
         v.into_iter().map(|(_, o)| o).collect()
     }
 
-    fn detach(&self, id: SessionId) -> Option<OwnerKey> {
+    /// Detach one connection; the last one releases the session's owner with `grace`
+    /// (under this registry's lock, see [`Attachments::attach`]). Returns the owner
+    /// released and how many sessions the pool put on notice.
+    fn detach<L: ProcessLauncher>(
+        &self,
+        pool: &std::sync::Weak<Pool<L>>,
+        id: SessionId,
+        grace: Duration,
+    ) -> Option<(OwnerKey, usize)> {
         let mut map = self.lock();
         let e = map.get_mut(&id)?;
         e.conns = e.conns.saturating_sub(1);
@@ -93,7 +108,9 @@ impl Attachments {
             map.remove(&id);
             return None;
         }
-        Some(owner)
+        let pool = pool.upgrade()?;
+        let n = pool.release_owner(&owner, grace);
+        Some((owner, n))
     }
 }
 
@@ -109,12 +126,9 @@ pub(crate) struct AttachGuard<L: ProcessLauncher> {
 
 impl<L: ProcessLauncher> Drop for AttachGuard<L> {
     fn drop(&mut self) {
-        if let Some(owner) = self.registry.detach(self.id) {
-            if let Some(pool) = self.pool.upgrade() {
-                let n = pool.release_owner(&owner, self.grace);
-                tracing::info!(session = %self.id, owner = %owner, grace = ?self.grace, released = n,
-                    "last connection of the session closed; it ends after the grace period unless a client reconnects");
-            }
+        if let Some((owner, n)) = self.registry.detach(&self.pool, self.id, self.grace) {
+            tracing::info!(session = %self.id, owner = %owner, grace = ?self.grace, released = n,
+                "last connection of the session closed; it ends after the grace period unless a client reconnects");
         }
     }
 }

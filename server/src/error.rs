@@ -99,6 +99,8 @@ impl From<SessionError> for ApiError {
             // The tree is still being killed in the background; the caller may retry.
             SessionError::TeardownPending { id, .. } => (StatusCode::GATEWAY_TIMEOUT, *id),
             SessionError::PoolUnhealthy { id, .. } => (StatusCode::SERVICE_UNAVAILABLE, *id),
+            // A kind this server does not know yet (the enum is non-exhaustive).
+            _ => return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
         ApiError::new(status, e.to_string()).session(id)
     }
@@ -124,6 +126,8 @@ impl From<AcquireError> for ApiError {
             AcquireError::LaunchFailed { id, .. } | AcquireError::EndedBeforeHandout { id, .. } => {
                 ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()).session(*id)
             }
+            // A kind this server does not know yet (the enum is non-exhaustive).
+            _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         }
     }
 }

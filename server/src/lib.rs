@@ -77,6 +77,7 @@ pub mod error;
 mod metrics;
 mod proxy;
 pub mod status;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod upgrade;
 

@@ -76,8 +76,8 @@ async fn the_production_sweep_on_the_simulated_host_skips_each_neighbour_for_its
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use browserpool::pool::startup_sweep;
     use browserpool::sweep::SkipReason;
+    use browserpool::testing::startup_sweep;
     use browserpool::{Filesystem, LegacyPattern, PoolConfig};
     use browserpool_sim::world::backend::SimBackend;
     use browserpool_sim::world::{neighbours, World, WorldConfig};

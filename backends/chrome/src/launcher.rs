@@ -217,7 +217,7 @@ impl ChromeLauncher {
             )
             .at(&dir));
         }
-        Self::prepare_dir(&dir).map_err(|e| BackendError::from_io("launch", &dir, &e))?;
+        Self::prepare_dir(&dir).map_err(|e| BackendError::from_io("launch", &dir, e))?;
         let spawned = spawner::spawn(self.command(&dir), self.config.kill_on_parent_death)
             .await
             .map_err(|e| {

@@ -405,9 +405,7 @@ impl Drop for Tree {
         if self.is_reaped() {
             return;
         }
-        browserpool::dropnet::run_blocking_cleanup(|| {
-            self.kill_and_wait_sync(Duration::from_secs(1))
-        });
+        browserpool::run_blocking_cleanup(|| self.kill_and_wait_sync(Duration::from_secs(1)));
     }
 }
 

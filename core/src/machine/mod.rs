@@ -211,6 +211,7 @@ pub enum Phase {
 
 /// Gauges and totals of a [`Lifecycle`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MachineStats {
     /// Sessions being launched.
     pub launching: usize,
@@ -515,6 +516,22 @@ impl Lifecycle {
             self.handle_timeout(now);
         }
         n
+    }
+
+    /// The owner of `id` is back (for example a client reattached to the session):
+    /// cancel a pending [`release_owner`](Self::release_owner) of this session, so it is
+    /// not torn down when the grace ends. Returns whether a release was pending. Unlike
+    /// "used again", this needs no stamp, so it holds even within the release's tick.
+    pub fn reclaim(&mut self, id: SessionId) -> bool {
+        let Some(e) = self.table.get_mut(id) else {
+            return false;
+        };
+        let Some(release) = e.cold.release.take() else {
+            return false;
+        };
+        self.timers.remove(release.deadline, Timer::Release(id));
+        tracing::debug!(session = %id, "owner release cancelled: reclaimed");
+        true
     }
 
     /// Stop serving: refuse queued and new requests, tear down every session. Sessions
@@ -1207,8 +1224,9 @@ impl Lifecycle {
         }
     }
 
-    /// Debug check of internal counters against the session map; used by tests.
-    #[doc(hidden)]
+    /// Debug check of internal counters against the session map; for tests (feature
+    /// `testing`).
+    #[cfg(any(test, feature = "testing"))]
     pub fn check_invariants(&self) -> Result<(), String> {
         let st = self.stats();
         let tracked = st.launching + st.live + st.stopping + st.removing;

@@ -960,3 +960,22 @@ fn an_operation_begun_in_the_tick_of_the_release_keeps_the_session() {
     assert!(ending(&h.tick()).is_empty());
     assert_eq!(h.m.phase(SessionId(1)), Some(Phase::Live));
 }
+
+/// A reclaimed session survives the grace even when nothing is stamped after the
+/// release (the owner came back within the release's tick).
+#[test]
+fn reclaim_cancels_a_pending_release() {
+    let mut h = H::new(cfg());
+    let o = OwnerKey::new("c");
+    h.m.acquire(h.now, Some(o.clone()));
+    h.drain();
+    h.feed(Input::Launched { id: SessionId(1) });
+    h.at(S);
+    assert!(!h.m.reclaim(SessionId(1)), "nothing pending yet");
+    assert_eq!(h.m.release_owner(h.now, &o, Duration::from_secs(1)), 1);
+    assert!(h.m.reclaim(SessionId(1)));
+    h.at(3 * S);
+    assert!(ending(&h.tick()).is_empty());
+    assert_eq!(h.m.phase(SessionId(1)), Some(Phase::Live));
+    assert!(!h.m.reclaim(SessionId(99)), "unknown id");
+}

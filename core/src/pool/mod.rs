@@ -33,7 +33,6 @@ use crate::time::{Clock, CoarseClock, TokioClock};
 
 pub(crate) use exec::Inner;
 use exec::{Reply, Shared};
-pub use startup::startup_sweep;
 
 /// A pool of browser sessions that stays bounded whatever its clients do.
 ///
@@ -43,7 +42,7 @@ pub use startup::startup_sweep;
 ///   [`CapacityPolicy`](crate::CapacityPolicy) applies (LRU eviction by default).
 /// - **Drop safety net**: dropping the pool without [`Pool::shutdown`] kills every
 ///   browser it started and removes every directory it made, synchronously, in any
-///   context (see [`run_blocking_cleanup`](crate::dropnet::run_blocking_cleanup)),
+///   context (see [`run_blocking_cleanup`](crate::run_blocking_cleanup)),
 ///   through the same teardown path as a shutdown.
 /// - **Startup sweep**: construction first removes what a crashed predecessor left under
 ///   `root` with `prefix` (see [`crate::sweep`]), and [`Pool::sweep_report`] says what.
@@ -120,7 +119,7 @@ impl<L: ProcessLauncher> PoolBuilder<L> {
             .map_err(PoolError::Marker)?;
         let launcher = Arc::new(self.launcher);
         let sweep = if config.sweep_on_start {
-            startup_sweep(&config, &instance, &*launcher, &*self.fs).await?
+            sweep::startup_sweep(&config, &instance, &*launcher, &*self.fs).await?
         } else {
             SweepReport::default()
         };
@@ -354,6 +353,14 @@ impl<L: ProcessLauncher> Pool<L> {
         n
     }
 
+    /// The owner of session `id` is back (a client reattached): cancel a pending
+    /// [`release_owner`](Self::release_owner) of this session. Returns whether one was
+    /// pending. Prefer this to relying on a stamp: activity stamped in the same clock tick
+    /// as the release does not count as use after it.
+    pub fn reclaim(&self, id: SessionId) -> bool {
+        self.inner.lock().machine.reclaim(id)
+    }
+
     /// A snapshot of gauges and totals.
     pub fn stats(&self) -> PoolStats {
         let m = self.inner.lock().machine.stats();
@@ -461,6 +468,7 @@ impl<L: ProcessLauncher> Pool<L> {
 
 /// What [`Pool::shutdown`] left behind, if anything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShutdownReport {
     /// Sessions torn down by the shutdown.
     pub torn_down: u64,

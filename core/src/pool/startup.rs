@@ -20,5 +20,3 @@ pub(super) fn fresh_instance() -> String {
     let mut state = mix;
     sweep::instance_from(crate::rng::splitmix64(&mut state))
 }
-
-pub use crate::sweep::startup_sweep;

@@ -73,14 +73,14 @@
 //! [`ProcessLauncher::find_orphans`]: crate::ProcessLauncher::find_orphans
 //! [`Filesystem::remove_dead_marker`]: crate::Filesystem::remove_dead_marker
 
-mod exec;
+pub(crate) mod exec;
 mod legacy;
 mod plan;
 
 #[cfg(test)]
 mod props;
 
-pub use exec::startup_sweep;
+pub(crate) use exec::startup_sweep;
 pub use legacy::{LegacyPattern, LegacyShape};
 pub use plan::{
     plan, to_probe, PlanInput, PlannedDir, Removal, SkipReason, Skipped, SweepPlan, SweepReport,

@@ -12,6 +12,7 @@ use crate::error::BackendError;
 
 /// Why the sweep left an entry alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SkipReason {
     /// A symbolic link: never followed, never removed.
     Symlink,
@@ -319,6 +320,7 @@ pub fn plan(input: &PlanInput<'_>) -> SweepPlan {
 
 /// What a startup sweep did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SweepReport {
     /// Directories removed (and dead markers).
     pub removed: Vec<PathBuf>,

@@ -43,7 +43,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 #[cfg(doc)]
-use browserpool::pool::startup_sweep;
+use browserpool::testing::startup_sweep;
 #[cfg(doc)]
 use browserpool::Action;
 use browserpool::{

@@ -4,8 +4,8 @@
 use super::*;
 use crate::world::backend::SimBackend;
 use crate::world::{neighbours, Owner};
-use browserpool::pool::startup_sweep;
 use browserpool::sweep::{instance_from, marker_name};
+use browserpool::testing::startup_sweep;
 
 impl Sim<'_> {
     // ------------------------------------------------------------------ server

@@ -228,9 +228,8 @@ fn session_error(e: &SessionError) -> Reply {
         SessionError::Ended { .. } | SessionError::TeardownPending { .. } => {
             ErrorKind::SessionEnded
         }
-        SessionError::Unknown { .. } | SessionError::PoolUnhealthy { .. } => {
-            ErrorKind::UnknownSession
-        }
+        // A future kind of session error is reported as unknown: the client acquires anew.
+        _ => ErrorKind::UnknownSession,
     };
     Reply::Error {
         kind,

@@ -1,6 +1,6 @@
 //! The core's backend traits ([`ProcessLauncher`], [`Filesystem`], [`Clock`]) implemented
 //! over a shared [`World`], so the real async [`browserpool::Pool`] (and
-//! [`browserpool::pool::startup_sweep`]) can run on the simulated OS.
+//! [`browserpool::testing::startup_sweep`]) can run on the simulated OS.
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
