@@ -72,7 +72,20 @@ mod tests {
     fn matches_the_name_the_sweep_parses() {
         for root in ["/tmp", "/tmp/", "/"] {
             let dirs = SessionDirs::new(Path::new(root), "bp-", "00000000000a");
-            for id in [0, 1, 9, 10, 17, 99, 100, 101, 999, 1_000_000, 12_345_678, u64::MAX] {
+            for id in [
+                0,
+                1,
+                9,
+                10,
+                17,
+                99,
+                100,
+                101,
+                999,
+                1_000_000,
+                12_345_678,
+                u64::MAX,
+            ] {
                 let want = Path::new(root).join(sweep::session_dir_name(
                     "bp-",
                     "00000000000a",
