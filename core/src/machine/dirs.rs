@@ -6,6 +6,18 @@ use std::path::{Path, PathBuf};
 
 use crate::session::SessionId;
 
+/// "00", "01", ..., "99", back to back.
+const PAIRS: [u8; 200] = {
+    let mut out = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        out[2 * i] = b'0' + (i / 10) as u8;
+        out[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    out
+};
+
 /// Builds `<root>/<prefix><instance>-<id>` (the name [`crate::sweep`] parses) with one
 /// allocation and no formatting machinery. The machine stores no path per session: it
 /// builds one for each [`Action::Launch`](super::Action::Launch) and
@@ -29,13 +41,20 @@ impl SessionDirs {
         let mut digits = [0u8; 20];
         let mut at = digits.len();
         let mut n = id.0;
-        loop {
+        // Two digits per division.
+        while n >= 100 {
+            let pair = (n % 100) as usize * 2;
+            n /= 100;
+            at -= 2;
+            digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        }
+        if n >= 10 {
+            let pair = n as usize * 2;
+            at -= 2;
+            digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        } else {
             at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
+            digits[at] = b'0' + n as u8;
         }
         let mut path = Vec::with_capacity(self.base.len() + digits.len() - at);
         path.extend_from_slice(&self.base);
@@ -53,7 +72,20 @@ mod tests {
     fn matches_the_name_the_sweep_parses() {
         for root in ["/tmp", "/tmp/", "/"] {
             let dirs = SessionDirs::new(Path::new(root), "bp-", "00000000000a");
-            for id in [0, 1, 9, 10, 17, 1_000_000, u64::MAX] {
+            for id in [
+                0,
+                1,
+                9,
+                10,
+                17,
+                99,
+                100,
+                101,
+                999,
+                1_000_000,
+                12_345_678,
+                u64::MAX,
+            ] {
                 let want = Path::new(root).join(sweep::session_dir_name(
                     "bp-",
                     "00000000000a",

@@ -81,6 +81,12 @@ impl ActivityIndex {
                 self.side.remove(&(key, id));
             }
             Placed::Run => {
+                // Evicting the least recently used session removes the front of the
+                // run: with nothing stale, popping it leaves a current front.
+                if self.stale == 0 && self.run.front() == Some(&(key, id)) {
+                    self.run.pop_front();
+                    return;
+                }
                 self.stale += 1;
                 self.clean_front(table);
                 if self.stale > 32 && self.stale * 2 > self.run.len() {

@@ -780,13 +780,22 @@ impl Lifecycle {
     }
 
     /// The single entry into teardown for a live session, whatever the reason.
-    fn teardown(&mut self, _now: Timestamp, id: SessionId, reason: EndReason) {
+    fn teardown(&mut self, now: Timestamp, id: SessionId, reason: EndReason) {
+        self.teardown_inline(now, id, reason);
+    }
+
+    /// [`Lifecycle::teardown`], inlined into the reap and eviction loops: there the
+    /// reason's variant is known, so its clones below are plain copies.
+    #[inline(always)]
+    fn teardown_inline(&mut self, _now: Timestamp, id: SessionId, reason: EndReason) {
         let grace = self.config.kill_grace;
         let kill_timeout = self.config.kill_timeout;
         let Some(mut e) = self.table.get_mut(id) else {
             return;
         };
-        if e.hot.tag != Tag::Live {
+        // The hot tag mirrors the state; testing the state itself tells the compiler that
+        // the state replaced below (Live) owns nothing to drop.
+        if !matches!(e.cold.state, State::Live) {
             return;
         }
         let crashed = matches!(reason, EndReason::Crashed { .. });
@@ -932,7 +941,7 @@ impl Lifecycle {
         {
             return;
         }
-        let Some((_, cold)) = self.table.remove(id) else {
+        let Some(cold) = self.table.remove(id) else {
             return;
         };
         let State::Removing {
@@ -947,8 +956,9 @@ impl Lifecycle {
         if let Some(at) = cold.remove_retry_at {
             self.timers.remove(at, Timer::RemoveRetry(id));
         }
-        self.actions
-            .extend(failed_launch_reply(id, reply_to, &reason));
+        if let Some(reply) = failed_launch_reply(id, reply_to, &reason) {
+            self.actions.push_back(reply);
+        }
         if !finished {
             tracing::info!(session = %id, reason = reason.label(), "session torn down");
             self.actions.push_back(Action::Finished {
@@ -1159,7 +1169,7 @@ impl Lifecycle {
                 continue;
             }
             tracing::info!(session = %id, idle_for = ?idle_for, "reaping idle session");
-            self.teardown(now, id, EndReason::IdleReaped { idle_for });
+            self.teardown_inline(now, id, EndReason::IdleReaped { idle_for });
         }
     }
 
@@ -1179,7 +1189,7 @@ impl Lifecycle {
                 break;
             };
             tracing::info!(session = %victim, "evicting least recently used session");
-            self.teardown(now, victim, EndReason::Evicted);
+            self.teardown_inline(now, victim, EndReason::Evicted);
             needed -= 1;
         }
         self.recheck_at = if needed > 0 {

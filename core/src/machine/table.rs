@@ -90,7 +90,8 @@ pub(crate) enum Placed {
 pub(super) struct Hot {
     /// The session in this slot (meaningless while vacant).
     pub(super) id: SessionId,
-    /// The activity cell clients stamp (a shared placeholder while vacant).
+    /// The activity cell clients stamp (while vacant: a shared placeholder, or the cell
+    /// of the slot's last session, never read).
     pub(super) activity: ActivityRef,
     /// Its key in the activity index, valid while `placed != Placed::No`.
     pub(super) key: Timestamp,
@@ -187,8 +188,6 @@ const MIN_CAPACITY: usize = 16;
 /// Every session the machine tracks, by id. See the module docs.
 #[derive(Debug)]
 pub(super) struct SessionTable {
-    /// The activity cell of vacant slots (never handed out).
-    placeholder: ActivityRef,
     hot: Vec<Hot>,
     cold: Vec<Cold>,
     mask: u64,
@@ -208,7 +207,6 @@ impl SessionTable {
         let placeholder = ActivityRef::new(Timestamp::ZERO);
         SessionTable {
             hot: (0..cap).map(|_| Hot::vacant(&placeholder)).collect(),
-            placeholder,
             cold: (0..cap).map(|_| Cold::vacant()).collect(),
             mask: cap as u64 - 1,
             overflow: FxHashMap::default(),
@@ -326,18 +324,22 @@ impl SessionTable {
         }
     }
 
-    /// Stop tracking `id`; returns its halves.
-    pub(super) fn remove(&mut self, id: SessionId) -> Option<(Hot, Cold)> {
+    /// Stop tracking `id`; returns its cold half.
+    ///
+    /// A slot's hot half is only marked vacant: its activity cell handle stays until the
+    /// slot is reused (dropping it then), which spares a reference-count round trip per
+    /// session.
+    pub(super) fn remove(&mut self, id: SessionId) -> Option<Cold> {
         let slot = self.slot(id);
-        let h = &self.hot[slot];
+        let h = &mut self.hot[slot];
         let out = if h.tag != Tag::Vacant && h.id == id {
-            let hot = std::mem::replace(&mut self.hot[slot], Hot::vacant(&self.placeholder));
-            let cold = std::mem::replace(&mut self.cold[slot], Cold::vacant());
-            Some((hot, cold))
+            h.tag = Tag::Vacant;
+            h.placed = Placed::No;
+            Some(std::mem::replace(&mut self.cold[slot], Cold::vacant()))
         } else if self.overflow.is_empty() {
             None
         } else {
-            self.overflow.remove(&id)
+            self.overflow.remove(&id).map(|(_, c)| c)
         };
         if out.is_some() {
             self.len -= 1;

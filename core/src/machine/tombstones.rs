@@ -20,7 +20,8 @@ use crate::session::{EndReason, SessionId};
 #[derive(Debug)]
 pub(super) struct Tombstones {
     cap: usize,
-    /// A ring: grows to `cap`, then each new entry overwrites the oldest, at `head`.
+    /// A ring: grows to `cap` (`head` is then its length), then each new entry
+    /// overwrites the oldest, at `head`.
     ring: Vec<(SessionId, EndReason)>,
     head: usize,
     /// Sequence number of the next entry; the ring holds `next_seq - ring.len()..next_seq`.
@@ -49,22 +50,47 @@ impl Tombstones {
 
     /// Remember why `id` ended. A session ends once; if `id` was remembered before, the
     /// newer reason is the one returned from now on.
-    #[inline]
+    #[inline(always)]
     pub(super) fn remember(&mut self, id: SessionId, reason: EndReason) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if self.ring.len() < self.cap {
-            self.ring.push((id, reason));
+        let Some(slot) = self.ring.get_mut(self.head) else {
+            self.grow(id, reason);
             return;
-        }
-        let (old, _) = std::mem::replace(&mut self.ring[self.head], (id, reason));
+        };
+        let old = slot.0;
+        // Dropping the old reason in place: only the variants with a message own memory.
+        slot.1 = reason;
+        slot.0 = id;
         self.head += 1;
         if self.head == self.cap {
             self.head = 0;
         }
         let old_seq = seq - self.cap as u64;
+        // Only entries indexed by a lookup (before `upto`) have anything to forget.
+        if old_seq < self.index.get_mut().upto {
+            self.forget_indexed(old, old_seq);
+        }
+    }
+
+    /// While the ring is below `cap`: append.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, id: SessionId, reason: EndReason) {
+        self.ring.push((id, reason));
+        if self.ring.len() < self.cap {
+            // Keep `head` past the end, so that `remember` appends again.
+            self.head = self.ring.len();
+        } else {
+            self.head = 0;
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn forget_indexed(&mut self, old: SessionId, old_seq: u64) {
         let index = self.index.get_mut();
-        if old_seq < index.upto && index.seq.get(&old) == Some(&old_seq) {
+        if index.seq.get(&old) == Some(&old_seq) {
             index.seq.remove(&old);
         }
     }
@@ -76,8 +102,13 @@ impl Tombstones {
         if age >= self.ring.len() as u64 {
             return None;
         }
-        // `head` is the oldest entry once the ring is full, and 0 before.
-        Some((self.head + age as usize) % self.ring.len())
+        // `head` is the oldest entry once the ring is full; before, the oldest is at 0.
+        let oldest = if self.ring.len() < self.cap {
+            0
+        } else {
+            self.head
+        };
+        Some((oldest + age as usize) % self.ring.len())
     }
 
     /// Why `id` ended, if it is still remembered.
