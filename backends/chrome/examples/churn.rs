@@ -20,9 +20,16 @@
 //! - acquire latency, separately for successful and failed acquires; a "cold" acquire is
 //!   one that found a free slot when it asked (it launched without evicting).
 //! - teardown latency per reason, from the moment the pool decided (the client calling
-//!   `destroy`; the pool's own `reaping idle session` and `evicting least recently used
-//!   session` trace events for reaps and evictions) until the session's directory is
-//!   gone **and** the matcher finds no live process of it.
+//!   `destroy`; the machine's `Ending` action, seen through the pool's observer, for
+//!   reaps and evictions) until the pool's `Finished` action (directory removed, every
+//!   process gone by the launcher's `wait_gone`), checked afterwards from one `/proc`
+//!   snapshot: if the directory is still there or the matcher finds a live process, the
+//!   teardown ends only when a later check (every 5 ms) finds neither.
+//! - each teardown phase by phase (`teardown_phases_ms`, see `PHASES`), from the
+//!   observer, the launcher's `browserpool_chrome::teardown` trace events and a
+//!   filesystem wrapper that times the removal, and what each `wait_gone` cost
+//!   (`wait_gone`: `/proc` scans, processes and command lines read, time queued for and
+//!   spent scanning).
 //! - after shutdown: processes of every session directory the pool ever used, entries
 //!   left under the root, and `org.chromium.Chromium.*` scratch in `$TMPDIR` and
 //!   `/dev/shm` entries that appeared during the run.

@@ -207,13 +207,8 @@ async fn main() {
         let t4 = Instant::now();
         assert!(SessionMatcher::new(&dir).live().is_empty());
         drop(p);
-        let mut died: Vec<(f64, String)> = observer
-            .join()
-            .unwrap()
-            .into_iter()
-            .zip(labels)
-            .map(|(d, l)| (d, l))
-            .collect();
+        let mut died: Vec<(f64, String)> =
+            observer.join().unwrap().into_iter().zip(labels).collect();
         died.sort_by(|a, b| a.0.total_cmp(&b.0));
         for g in gone.0.lock().unwrap().drain(..) {
             println!("  wait_gone:{g}");
