@@ -21,7 +21,10 @@
 //! which may reap them seconds later. A zombie holds no memory and runs no code, so
 //! "gone" means "no member of the group is alive", read from `/proc/<pid>/stat`; waiting
 //! for the group id to vanish entirely (`kill(-pgid, 0)` failing) would make every
-//! teardown look as slow as init's reaping.
+//! teardown look as slow as init's reaping. A process whose main thread is a zombie
+//! while other threads still exit is *not* gone (see [`procfs::ProcStat::is_live`]):
+//! [`Tree::wait_gone`] waits on pidfds, which the kernel makes readable only when the
+//! last thread is gone.
 
 use std::collections::BTreeSet;
 use std::io::Read;
