@@ -130,7 +130,10 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for GoneEvents {
                 self.0.push_str(&format!(" {}={v:.1}", f.name()));
             }
         }
-        if event.metadata().target() == "browserpool_chrome::teardown" {
+        // The `kill` event carries only the stage; keep the wait's account.
+        if event.metadata().target() == "browserpool_chrome::teardown"
+            && event.metadata().fields().field("wait_ms").is_some()
+        {
             let mut v = V(String::new());
             event.record(&mut v);
             self.0.lock().unwrap().push(v.0);
