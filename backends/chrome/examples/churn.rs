@@ -20,9 +20,16 @@
 //! - acquire latency, separately for successful and failed acquires; a "cold" acquire is
 //!   one that found a free slot when it asked (it launched without evicting).
 //! - teardown latency per reason, from the moment the pool decided (the client calling
-//!   `destroy`; the pool's own `reaping idle session` and `evicting least recently used
-//!   session` trace events for reaps and evictions) until the session's directory is
-//!   gone **and** the matcher finds no live process of it.
+//!   `destroy`; the machine's `Ending` action, seen through the pool's observer, for
+//!   reaps and evictions) until the pool's `Finished` action (directory removed, every
+//!   process gone by the launcher's `wait_gone`), checked afterwards from one `/proc`
+//!   snapshot: if the directory is still there or the matcher finds a live process, the
+//!   teardown ends only when a later check (every 5 ms) finds neither.
+//! - each teardown phase by phase (`teardown_phases_ms`, see `PHASES`), from the
+//!   observer, the launcher's `browserpool_chrome::teardown` trace events and a
+//!   filesystem wrapper that times the removal, and what each `wait_gone` cost
+//!   (`wait_gone`: `/proc` scans, processes and command lines read, time queued for and
+//!   spent scanning).
 //! - after shutdown: processes of every session directory the pool ever used, entries
 //!   left under the root, and `org.chromium.Chromium.*` scratch in `$TMPDIR` and
 //!   `/dev/shm` entries that appeared during the run.
@@ -31,13 +38,16 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use browserpool::{Pool, PoolConfig, SessionId};
+use browserpool::{
+    Action, BackendError, DirEntryInfo, EndReason, Filesystem, MarkerLock, MarkerState,
+    OsFilesystem, Pool, PoolConfig, ProfileProbe, SessionId,
+};
 use browserpool_chrome::{procfs, ChromeConfig, ChromeLauncher, ChromeSession, SessionMatcher};
 use clap::Parser;
 use support::bare_spawn_ms;
@@ -116,6 +126,26 @@ impl Latency {
     }
 }
 
+/// A distribution of counts or milliseconds.
+#[derive(serde::Serialize, Debug, Default)]
+struct Dist {
+    count: usize,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Dist {
+    fn of(v: &mut [f64]) -> Dist {
+        Dist {
+            count: v.len(),
+            p50: pct(v, 0.50),
+            p99: pct(v, 0.99),
+            max: pct(v, 1.0),
+        }
+    }
+}
+
 #[derive(serde::Serialize, Debug)]
 struct Summary {
     launched: u64,
@@ -157,7 +187,14 @@ struct Summary {
     /// Per reason ("destroy", "reap", "evict", ...): decision until no process and no
     /// directory remain.
     teardowns_by_reason: BTreeMap<String, Latency>,
-    /// Teardowns where the matcher still saw processes after the directory was gone.
+    /// Per phase of a teardown (see `PHASES` in the source for what each covers).
+    teardown_phases_ms: BTreeMap<String, Latency>,
+    /// The launcher's account of its waits for the processes: full `/proc` scans,
+    /// processes and command lines read, time queued for and spent scanning, time
+    /// since the kill, processes waited for through pidfds.
+    wait_gone: BTreeMap<String, Dist>,
+    /// Teardowns where the matcher still saw processes (or the directory was still there)
+    /// after the pool reported the teardown finished.
     teardowns_with_processes_after_dir: u64,
     /// Decided teardowns whose end was not observed before the clients stopped.
     teardowns_unfinished: usize,
@@ -242,134 +279,301 @@ impl Rng {
     }
 }
 
-// --------------------------------------------------------- teardown decisions (tracing)
+// ------------------------------------------------------------ teardown timeline
 
-/// A teardown the pool decided on, from its trace events.
-type Decisions = Arc<Mutex<Vec<(SessionId, &'static str, Instant)>>>;
+/// What happened to one session's teardown, and when: from the pool's observer (the
+/// machine's `Ending`, `RemoveDir` and `Finished` actions, under the pool's lock), the
+/// launcher's `browserpool_chrome::teardown` trace events (kill started, processes
+/// gone), the timed filesystem (the removal itself) and the client (its `destroy` call).
+#[derive(Default)]
+struct Marks {
+    reason: Option<&'static str>,
+    destroy_called: Option<Instant>,
+    ending: Option<Instant>,
+    kill: Option<Instant>,
+    gone: Option<Instant>,
+    gone_cost: BTreeMap<&'static str, f64>,
+    remove_dir: Option<Instant>,
+    rm_start: Option<Instant>,
+    rm_end: Option<Instant>,
+    finished: Option<Instant>,
+}
 
-/// Records the pool's own decision events (reap, evict, crash) with the time they were
-/// emitted. Reading existing trace events keeps the core free of measurement hooks.
-struct DecisionLayer(Decisions);
+type Timeline = Arc<Mutex<BTreeMap<SessionId, Marks>>>;
+
+/// The session a directory belongs to: directory names end in `-<id>`.
+fn id_of(dir: &std::path::Path) -> Option<SessionId> {
+    let name = dir.file_name()?.to_str()?;
+    Some(SessionId(name.rsplit('-').next()?.parse().ok()?))
+}
+
+fn reason_name(r: &EndReason) -> &'static str {
+    match r {
+        EndReason::Destroyed => "destroy",
+        EndReason::IdleReaped { .. } => "reap",
+        EndReason::Evicted => "evict",
+        EndReason::Crashed { .. } => "crash",
+        EndReason::Retired(_) => "retire",
+        other => other.label(),
+    }
+}
+
+/// The pool's observer: called under the pool's lock, so it only stamps.
+fn observe(timeline: Timeline) -> impl Fn(&Action) + Send + Sync + 'static {
+    move |a: &Action| {
+        let now = Instant::now();
+        let mut t = timeline.lock().unwrap();
+        match a {
+            Action::Ending { id, reason } => {
+                let m = t.entry(*id).or_default();
+                m.reason = Some(reason_name(reason));
+                m.ending = Some(now);
+            }
+            Action::RemoveDir { id, .. } => {
+                t.entry(*id).or_default().remove_dir.get_or_insert(now);
+            }
+            Action::Finished { id, .. } => t.entry(*id).or_default().finished = Some(now),
+            _ => {}
+        }
+    }
+}
+
+/// Stamps the launcher's teardown events (`kill`, `session processes gone` with the
+/// cost of the wait) on the timeline.
+struct TeardownLayer(Timeline);
 
 #[derive(Default)]
 struct EventFields {
     message: String,
-    session: Option<SessionId>,
+    dir: Option<PathBuf>,
+    numbers: BTreeMap<&'static str, f64>,
 }
 
 impl tracing::field::Visit for EventFields {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
         match field.name() {
             "message" => self.message = format!("{value:?}"),
-            "session" => self.session = format!("{value:?}").parse().ok(),
+            "dir" => self.dir = Some(PathBuf::from(format!("{value:?}"))),
             _ => {}
         }
     }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.numbers.insert(field.name(), value);
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.numbers.insert(field.name(), value as f64);
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.numbers.insert(field.name(), value as f64);
+    }
 }
 
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DecisionLayer {
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TeardownLayer {
     fn on_event(
         &self,
         event: &tracing::Event<'_>,
         _ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        if !event.metadata().target().starts_with("browserpool::") {
+        if event.metadata().target() != "browserpool_chrome::teardown" {
             return;
         }
         let at = Instant::now();
         let mut f = EventFields::default();
         event.record(&mut f);
-        let reason = match f.message.as_str() {
-            "reaping idle session" => "reap",
-            "evicting least recently used session" => "evict",
-            "browser exited by itself" => "crash",
-            "retiring session" => "retire",
-            _ => return,
+        let Some(id) = f.dir.as_deref().and_then(id_of) else {
+            return;
         };
-        if let Some(id) = f.session {
-            self.0.lock().unwrap().push((id, reason, at));
+        let mut t = self.0.lock().unwrap();
+        let m = t.entry(id).or_default();
+        match f.message.as_str() {
+            "kill" => {
+                m.kill.get_or_insert(at);
+            }
+            "session processes gone" => {
+                m.gone = Some(at);
+                f.numbers.remove("pgid");
+                m.gone_cost = f.numbers;
+            }
+            _ => {}
         }
     }
 }
 
-struct Pending {
-    dir: PathBuf,
-    reason: &'static str,
-    decided: Instant,
-    /// When the directory was first seen gone (for a destroy: when `destroy` returned,
-    /// which it does only after the removal).
-    dir_gone: Option<Instant>,
-    processes_seen_after_dir: bool,
+/// The host filesystem, with the start and end of every directory removal stamped on
+/// the timeline.
+struct TimedFs {
+    os: OsFilesystem,
+    timeline: Timeline,
+}
+
+impl TimedFs {
+    fn stamp(&self, dir: &std::path::Path, f: impl FnOnce(&mut Marks, Instant)) {
+        if let Some(id) = id_of(dir) {
+            f(
+                self.timeline.lock().unwrap().entry(id).or_default(),
+                Instant::now(),
+            );
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Filesystem for TimedFs {
+    fn current_uid(&self) -> u32 {
+        self.os.current_uid()
+    }
+    async fn create_dir(&self, path: &std::path::Path) -> Result<(), BackendError> {
+        self.os.create_dir(path).await
+    }
+    async fn list_prefixed(
+        &self,
+        root: &std::path::Path,
+        prefix: &str,
+    ) -> Result<Vec<DirEntryInfo>, BackendError> {
+        self.os.list_prefixed(root, prefix).await
+    }
+    async fn remove_dir_all(&self, path: &std::path::Path) -> Result<(), BackendError> {
+        self.stamp(path, |m, t| {
+            m.rm_start.get_or_insert(t);
+        });
+        let r = self.os.remove_dir_all(path).await;
+        self.stamp(path, |m, t| m.rm_end = Some(t));
+        r
+    }
+    fn remove_dir_all_sync(&self, path: &std::path::Path) -> Result<(), BackendError> {
+        self.os.remove_dir_all_sync(path)
+    }
+    async fn remove_dead_marker(&self, path: &std::path::Path) -> Result<bool, BackendError> {
+        self.os.remove_dead_marker(path).await
+    }
+    async fn lock_marker(&self, path: &std::path::Path) -> Result<MarkerLock, BackendError> {
+        self.os.lock_marker(path).await
+    }
+    async fn probe_marker(&self, path: &std::path::Path) -> Result<MarkerState, BackendError> {
+        self.os.probe_marker(path).await
+    }
+    async fn probe_profile(&self, path: &std::path::Path) -> Result<ProfileProbe, BackendError> {
+        self.os.probe_profile(path).await
+    }
 }
 
 #[derive(Default)]
 struct Teardowns {
-    pending: HashMap<SessionId, Pending>,
+    /// Per reason: decision until the directory was removed and no process was alive.
     done: BTreeMap<&'static str, Vec<f64>>,
+    /// Per phase, in ms (see `PHASES`).
+    phases: BTreeMap<&'static str, Vec<f64>>,
+    /// The launcher's account of each wait for the processes.
+    wait_gone: BTreeMap<&'static str, Vec<f64>>,
     /// Sessions whose end was verified (no process, no directory).
     verified: BTreeSet<SessionId>,
     processes_after_dir: u64,
 }
 
-/// Watch decided teardowns until the directory is gone and the matcher finds no
-/// process; poll every millisecond.
+/// The phases of a teardown, in order, and what each one covers.
+const PHASES: &[(&str, &str)] = &[
+    (
+        "decide",
+        "destroy only: the client's call until the machine decided (the pool's lock)",
+    ),
+    (
+        "start_kill",
+        "the decision until the launcher's kill started (dispatch, task spawn, executor queue)",
+    ),
+    (
+        "processes_exit",
+        "kill started until the launcher's wait_gone saw no live process",
+    ),
+    (
+        "report_gone",
+        "wait_gone resolved until the machine asked for the removal (the pool's lock)",
+    ),
+    (
+        "start_rm",
+        "the removal asked until the filesystem call started (task spawn)",
+    ),
+    (
+        "rm",
+        "the removal itself, including the blocking pool's queue",
+    ),
+    (
+        "report_removed",
+        "removal done until the machine finished the session (the pool's lock)",
+    ),
+];
+
+/// Verify finished teardowns (one `/proc` snapshot for all of them, every 5 ms): the
+/// directory must be gone and the matcher must find no live process. The teardown ends
+/// at `Finished` (the pool's word that both hold) if the check agrees, else when a
+/// later check does.
 async fn watch_teardowns(
-    decisions: Decisions,
+    timeline: Timeline,
     teardowns: Arc<Mutex<Teardowns>>,
     dir_of: impl Fn(SessionId) -> PathBuf + Send + 'static,
 ) {
+    let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64() * 1e3;
+    let mut late: BTreeSet<SessionId> = BTreeSet::new();
     loop {
-        let new = std::mem::take(&mut *decisions.lock().unwrap());
-        let mut to_verify = Vec::new();
-        {
-            let mut t = teardowns.lock().unwrap();
-            for (id, reason, decided) in new {
-                t.pending.entry(id).or_insert(Pending {
-                    dir: dir_of(id),
-                    reason,
-                    decided,
-                    dir_gone: None,
-                    processes_seen_after_dir: false,
-                });
-            }
-            let now = Instant::now();
-            for (id, p) in t.pending.iter_mut() {
-                if p.dir_gone.is_none() && !procfs::exists_nofollow(&p.dir) {
-                    p.dir_gone = Some(now);
-                }
-                if p.dir_gone.is_some() {
-                    to_verify.push((*id, p.dir.clone()));
-                }
-            }
-        }
-        if !to_verify.is_empty() {
-            let dirs: Vec<PathBuf> = to_verify.iter().map(|(_, d)| d.clone()).collect();
+        let candidates: Vec<(SessionId, PathBuf)> = {
+            let t = timeline.lock().unwrap();
+            let v = teardowns.lock().unwrap();
+            t.iter()
+                .filter(|(id, m)| {
+                    m.finished.is_some() && m.ending.is_some() && !v.verified.contains(id)
+                })
+                .map(|(id, _)| (*id, dir_of(*id)))
+                .collect()
+        };
+        if !candidates.is_empty() {
+            let dirs: Vec<PathBuf> = candidates.iter().map(|(_, d)| d.clone()).collect();
             let live = tokio::task::spawn_blocking(move || processes_of(&dirs))
                 .await
                 .unwrap();
             let now = Instant::now();
-            let mut t = teardowns.lock().unwrap();
-            for (id, dir) in to_verify {
-                if live.contains_key(&dir) {
-                    if let Some(p) = t.pending.get_mut(&id) {
-                        p.processes_seen_after_dir = true;
-                    }
+            let t = timeline.lock().unwrap();
+            let mut v = teardowns.lock().unwrap();
+            for (id, dir) in candidates {
+                if live.contains_key(&dir) || procfs::exists_nofollow(&dir) {
+                    late.insert(id);
                     continue;
                 }
-                if let Some(p) = t.pending.remove(&id) {
-                    let end = if p.processes_seen_after_dir {
-                        t.processes_after_dir += 1;
-                        now
-                    } else {
-                        p.dir_gone.unwrap_or(now)
-                    };
-                    let ms = end.duration_since(p.decided).as_secs_f64() * 1e3;
-                    t.done.entry(p.reason).or_default().push(ms);
-                    t.verified.insert(id);
+                let m = &t[&id];
+                let (Some(ending), Some(finished), Some(reason)) = (m.ending, m.finished, m.reason)
+                else {
+                    continue;
+                };
+                let decided = match (reason, m.destroy_called) {
+                    ("destroy", Some(c)) => c,
+                    _ => ending,
+                };
+                let end = if late.remove(&id) {
+                    v.processes_after_dir += 1;
+                    now
+                } else {
+                    finished
+                };
+                v.done.entry(reason).or_default().push(ms(decided, end));
+                let mut phase = |name: &'static str, a: Option<Instant>, b: Option<Instant>| {
+                    if let (Some(a), Some(b)) = (a, b) {
+                        v.phases.entry(name).or_default().push(ms(a, b));
+                    }
+                };
+                if reason == "destroy" {
+                    phase("decide", m.destroy_called, Some(ending));
                 }
+                phase("start_kill", Some(ending), m.kill);
+                phase("processes_exit", m.kill, m.gone);
+                phase("report_gone", m.gone, m.remove_dir);
+                phase("start_rm", m.remove_dir, m.rm_start);
+                phase("rm", m.rm_start, m.rm_end);
+                phase("report_removed", m.rm_end, Some(finished));
+                for (k, x) in &m.gone_cost {
+                    v.wait_gone.entry(k).or_default().push(*x);
+                }
+                v.verified.insert(id);
             }
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -388,9 +592,14 @@ struct Samples {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let decisions: Decisions = Arc::default();
+    let timeline: Timeline = Arc::default();
     let subscriber = tracing_subscriber::registry()
-        .with(DecisionLayer(decisions.clone()))
+        .with(
+            TeardownLayer(timeline.clone()).with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("browserpool_chrome::teardown", tracing::Level::DEBUG),
+            ),
+        )
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
@@ -431,7 +640,18 @@ async fn main() {
         root: root.clone(),
         ..PoolConfig::default()
     };
-    let pool = Arc::new(Pool::new(config, launcher).await.unwrap());
+    let fs = TimedFs {
+        os: OsFilesystem::new(),
+        timeline: timeline.clone(),
+    };
+    let pool = Arc::new(
+        Pool::builder(config, launcher)
+            .filesystem(Arc::new(fs))
+            .observe(observe(timeline.clone()))
+            .build()
+            .await
+            .unwrap(),
+    );
     let samples = Arc::new(Mutex::new(Samples::default()));
     let abandoned = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -439,7 +659,7 @@ async fn main() {
     let watcher = {
         let pool = pool.clone();
         tokio::spawn(watch_teardowns(
-            decisions.clone(),
+            timeline.clone(),
             teardowns.clone(),
             move |id| pool.session_dir(id),
         ))
@@ -495,12 +715,12 @@ async fn main() {
 
     let mut clients = Vec::new();
     for c in 0..args.clients {
-        let (pool, samples, abandoned, errors, decisions) = (
+        let (pool, samples, abandoned, errors, timeline) = (
             pool.clone(),
             samples.clone(),
             abandoned.clone(),
             errors.clone(),
-            decisions.clone(),
+            timeline.clone(),
         );
         let p_abandon = args.abandon;
         let max = args.max_browsers;
@@ -555,12 +775,15 @@ async fn main() {
                     drop(session);
                     continue;
                 }
-                let t = Instant::now();
-                if pool.destroy(id).await.is_ok() {
-                    // `destroy` returns once the directory is removed; the watcher checks
-                    // that and the processes.
-                    decisions.lock().unwrap().push((id, "destroy", t));
-                }
+                // The decision is the client's call; `destroy` returns once the
+                // directory is removed, and the watcher checks that and the processes.
+                timeline
+                    .lock()
+                    .unwrap()
+                    .entry(id)
+                    .or_default()
+                    .destroy_called = Some(Instant::now());
+                let _ = pool.destroy(id).await;
             }
         }));
     }
@@ -570,12 +793,18 @@ async fn main() {
     monitor.abort();
     let _ = monitor.await;
     // Let the teardowns decided before the end finish being observed.
+    let unverified = || {
+        let t = timeline.lock().unwrap();
+        let v = teardowns.lock().unwrap();
+        t.iter()
+            .filter(|(id, m)| m.ending.is_some() && !v.verified.contains(id))
+            .count()
+    };
     let settle = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < settle
-        && (!teardowns.lock().unwrap().pending.is_empty() || !decisions.lock().unwrap().is_empty())
-    {
+    while Instant::now() < settle && unverified() > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let teardowns_unfinished = unverified();
     watcher.abort();
     let _ = watcher.await;
 
@@ -654,8 +883,19 @@ async fn main() {
             .iter_mut()
             .map(|(k, v)| ((*k).to_owned(), Latency::of(v)))
             .collect(),
+        teardown_phases_ms: PHASES
+            .iter()
+            .filter_map(|(name, _)| {
+                Some(((*name).to_owned(), Latency::of(t.phases.get_mut(name)?)))
+            })
+            .collect(),
+        wait_gone: t
+            .wait_gone
+            .iter_mut()
+            .map(|(k, v)| ((*k).to_owned(), Dist::of(v)))
+            .collect(),
         teardowns_with_processes_after_dir: t.processes_after_dir,
-        teardowns_unfinished: t.pending.len(),
+        teardowns_unfinished,
         pss_per_browser_bytes_p50: pct(&mut s.pss_per_browser, 0.5) as u64,
         processes_per_browser_p50: pct(&mut s.processes_per_browser, 0.5),
         leftover_scratch,

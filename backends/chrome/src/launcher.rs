@@ -473,6 +473,12 @@ impl ProcessLauncher for ChromeLauncher {
     }
 
     async fn kill(&self, process: &ChromeProcess, stage: KillStage) -> Result<(), BackendError> {
+        tracing::debug!(
+            target: "browserpool_chrome::teardown",
+            dir = %process.dir.display(),
+            stage = ?stage,
+            "kill"
+        );
         match stage {
             KillStage::Graceful => {
                 let close = process.browser.execute(CloseParams::default());

@@ -23,19 +23,32 @@ pub struct ProcStat {
     pub ppid: i32,
     /// The process group id.
     pub pgrp: i32,
+    /// Threads in the process (field 20, `num_threads`).
+    pub threads: i32,
+    /// When the process started, in clock ticks since boot (field 22, `starttime`). A
+    /// process started before another cannot be its descendant.
+    pub start_ticks: u64,
 }
 
 impl ProcStat {
     /// Whether the process still exists as more than a zombie (a zombie holds no memory
     /// and runs no code: it counts as gone).
+    ///
+    /// `/proc/<pid>/stat` shows the state of the process's *main thread*. When a
+    /// multi-threaded process is killed, its main thread often exits first and shows `Z`
+    /// while the other threads are still exiting, and the last of them still has to
+    /// unmap the whole address space (measured on Chromium 156: a browser process showed
+    /// `Z` for 130 ms before its last thread was gone). So a `Z` whose thread count is
+    /// above 1 is still live; a real zombie counts 1 (itself).
     pub fn is_live(&self) -> bool {
-        !matches!(self.state, b'Z' | b'X' | b'x')
+        !matches!(self.state, b'Z' | b'X' | b'x') || self.threads > 1
     }
 }
 
 /// Parse the contents of `/proc/<pid>/stat`. The command name (field 2) may contain
 /// spaces and parentheses, so the fields after it are found from the *last* `)`.
-/// `None` for anything that is not `... ) <state letter> <ppid> <pgrp> ...`.
+/// `None` for anything that is not `... ) <state letter> <ppid> <pgrp>` followed by the
+/// numeric fields up to `starttime` (field 22), which every kernel since 2.6 writes.
 pub fn parse_stat(pid: i32, text: &[u8]) -> Option<ProcStat> {
     let close = text.iter().rposition(|&b| b == b')')?;
     let rest = text.get(close + 1..)?;
@@ -52,11 +65,20 @@ pub fn parse_stat(pid: i32, text: &[u8]) -> Option<ProcStat> {
     }
     let ppid = fields.next()??.parse().ok()?;
     let pgrp = fields.next()??.parse().ok()?;
+    // Fields 6 to 19 (session .. nice): numbers, not used here.
+    for _ in 6..=19 {
+        fields.next()??.parse::<i64>().ok()?;
+    }
+    let threads = fields.next()??.parse().ok()?;
+    fields.next()??.parse::<i64>().ok()?; // field 21, itrealvalue
+    let start_ticks = fields.next()??.parse().ok()?;
     Some(ProcStat {
         pid,
         state: *state,
         ppid,
         pgrp,
+        threads,
+        start_ticks,
     })
 }
 
@@ -199,25 +221,58 @@ mod tests {
         fs::read(format!("{FIXTURES}/{name}")).unwrap()
     }
 
+    /// The fields after `)` that the kernel writes, with state, ppid, pgrp, thread
+    /// count and start time filled in.
+    fn stat_line(
+        pid: i32,
+        comm: &str,
+        state: &str,
+        ppid: i32,
+        pgrp: i32,
+        threads: i32,
+        start: u64,
+    ) -> String {
+        format!("{pid} ({comm}) {state} {ppid} {pgrp} {pgrp} 0 -1 4194560 16322 1352 2 3 89 29 2 0 20 0 {threads} 0 {start} 56507379712 53161")
+    }
+
     #[test]
     fn parses_stat_with_awkward_comm() {
-        let s = parse_stat(42, b"42 (a) b (c)) S 1 40 40 0 -1 4194560 0").unwrap();
+        let s = parse_stat(42, stat_line(42, "a) b (c", "S", 1, 40, 3, 777).as_bytes()).unwrap();
         assert_eq!(
             s,
             ProcStat {
                 pid: 42,
                 state: b'S',
                 ppid: 1,
-                pgrp: 40
+                pgrp: 40,
+                threads: 3,
+                start_ticks: 777,
             }
         );
         assert!(s.is_live());
-        let z = parse_stat(7, b"7 (chromium) Z 1 7 7 0").unwrap();
+        let z = parse_stat(7, stat_line(7, "chromium", "Z", 1, 7, 1, 5).as_bytes()).unwrap();
         assert!(!z.is_live());
         assert_eq!(parse_stat(1, b"garbage"), None);
         assert_eq!(parse_stat(1, b"1 (x) SS 1 1"), None);
         assert_eq!(parse_stat(1, b"1 (x) 5 1 1"), None);
         assert_eq!(parse_stat(1, b"1 (x) S 1"), None);
+        // Cut before the thread count or the start time: not guessed.
+        assert_eq!(parse_stat(1, b"1 (x) S 1 1 1 0 -1 4194560 0"), None);
+        let full = stat_line(1, "x", "S", 1, 1, 2, 9);
+        let cut = full.rsplitn(4, ' ').last().unwrap();
+        assert_eq!(parse_stat(1, cut.as_bytes()), None);
+    }
+
+    #[test]
+    fn a_zombie_main_thread_with_threads_left_is_live() {
+        // The main thread of a killed multi-threaded process exits first; the process
+        // is gone only when its last thread is.
+        let dying = parse_stat(9, stat_line(9, "chromium", "Z", 1, 9, 4, 5).as_bytes()).unwrap();
+        assert!(dying.is_live());
+        let dead = parse_stat(9, stat_line(9, "chromium", "Z", 1, 9, 1, 5).as_bytes()).unwrap();
+        assert!(!dead.is_live());
+        let x = parse_stat(9, stat_line(9, "chromium", "X", 1, 9, 1, 5).as_bytes()).unwrap();
+        assert!(!x.is_live());
     }
 
     #[test]
@@ -226,10 +281,13 @@ mod tests {
         // renderer is in the browser's group, the crash handler in a group of its own.
         let browser = parse_stat(12912, &fixture("browser.stat")).unwrap();
         assert_eq!((browser.pgrp, browser.state), (12912, b'S'));
+        assert_eq!((browser.threads, browser.start_ticks), (34, 59625));
         let renderer = parse_stat(12991, &fixture("renderer.stat")).unwrap();
         assert_eq!(renderer.pgrp, 12912);
+        assert!(renderer.start_ticks >= browser.start_ticks);
         let crashpad = parse_stat(12929, &fixture("crashpad.stat")).unwrap();
         assert_eq!(crashpad.pgrp, 12928);
+        assert!(crashpad.start_ticks >= browser.start_ticks);
     }
 
     #[test]
@@ -287,11 +345,15 @@ mod tests {
 
         #[test]
         fn stat_parser_reads_what_the_kernel_writes(
-            comm in "[ -~]{0,16}", state in "[RSDZTtXxIWP]", ppid in 0i32..1 << 22, pgrp in 0i32..1 << 22
+            comm in "[ -~]{0,16}", state in "[RSDZTtXxIWP]", ppid in 0i32..1 << 22, pgrp in 0i32..1 << 22,
+            threads in 1i32..5000, start in 0u64..1 << 40
         ) {
-            let text = format!("77 ({comm}) {state} {ppid} {pgrp} 0 -1 4194560 0");
+            let text = stat_line(77, &comm, &state, ppid, pgrp, threads, start);
             let s = parse_stat(77, text.as_bytes()).unwrap();
-            prop_assert_eq!((s.state, s.ppid, s.pgrp), (state.as_bytes()[0], ppid, pgrp));
+            prop_assert_eq!(
+                (s.state, s.ppid, s.pgrp, s.threads, s.start_ticks),
+                (state.as_bytes()[0], ppid, pgrp, threads, start)
+            );
         }
 
         #[test]

@@ -21,8 +21,12 @@
 //! which may reap them seconds later. A zombie holds no memory and runs no code, so
 //! "gone" means "no member of the group is alive", read from `/proc/<pid>/stat`; waiting
 //! for the group id to vanish entirely (`kill(-pgid, 0)` failing) would make every
-//! teardown look as slow as init's reaping.
+//! teardown look as slow as init's reaping. A process whose main thread is a zombie
+//! while other threads still exit is *not* gone (see [`procfs::ProcStat::is_live`]):
+//! [`Tree::wait_gone`] waits on pidfds, which the kernel makes readable only when the
+//! last thread is gone.
 
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ChildStderr;
@@ -31,7 +35,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
-use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, WaitOptions};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitOptions};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::watch;
 
 use crate::matcher::SessionMatcher;
@@ -39,6 +45,24 @@ use crate::procfs;
 
 /// Bytes of the browser's stderr kept for error messages.
 const STDERR_TAIL: usize = 4096;
+
+/// The process group ids of every browser this process launched whose leader is not
+/// reaped yet (in any pool). While a leader is unreaped its PID, and so its group id,
+/// cannot be reused, and every process in that group belongs to that browser: a scan for
+/// one session's helpers need not read the command lines of the others' group members.
+/// On a host running several browsers that are being torn down, those reads are the slow
+/// part of a scan: reading `/proc/<pid>/cmdline` takes the target's memory-map lock, which
+/// a dying process holds while it unmaps its memory (measured: 60-110 command lines and
+/// up to a second per scan with 20 clients on 4 browsers, before this).
+///
+/// A group leaves the set *before* its leader is reaped, so the set never names a group
+/// id that could have been reused; a scan re-reads the set after it and reads the
+/// command lines it skipped for groups that left meanwhile.
+static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+fn live_groups() -> BTreeSet<i32> {
+    lock(&LIVE_GROUPS).clone()
+}
 
 pub(crate) struct Tree {
     pid: Pid,
@@ -53,6 +77,12 @@ pub(crate) struct Tree {
     /// A forced kill was ordered: every process of the session found from now on is
     /// SIGKILLed, in or out of the group.
     forced: AtomicBool,
+    /// When the main process started (clock ticks since boot, from `/proc`): a process
+    /// that started earlier cannot be one of its descendants, so scans never read its
+    /// command line. `None` if it could not be read (then every command line is read).
+    born: Option<u64>,
+    /// When the first forced kill was ordered (for the teardown timing event).
+    killed_at: Mutex<Option<Instant>>,
 }
 
 /// One full `/proc` scan of a session's live processes.
@@ -62,6 +92,8 @@ pub(crate) struct Scan {
     pub members: Vec<i32>,
     /// Live processes outside the group that the matcher proves are the session's.
     pub strays: Vec<i32>,
+    /// When each of them started (clock ticks since boot), as the scan read it.
+    pub started: Vec<(i32, u64)>,
 }
 
 impl Scan {
@@ -76,20 +108,80 @@ impl Scan {
     }
 }
 
+/// What one `/proc` scan read, and how long it took.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ScanCost {
+    /// Live processes whose `stat` was read.
+    pub processes: u32,
+    /// Command lines read (to ask the matcher).
+    pub cmdlines: u32,
+    /// From asking for the scan until it started (the blocking pool's queue).
+    pub queued: Duration,
+    /// The scan itself.
+    pub took: Duration,
+}
+
 /// Scan `/proc` for the live processes of a session: members of group `pgid` (if the
-/// group id is still ours) and processes the matcher proves.
-fn scan(pgid: Option<i32>, matcher: &SessionMatcher) -> Scan {
+/// group id is still ours) and processes the matcher proves among those that started no
+/// earlier than the session's main process (`born`, clock ticks since boot).
+fn scan(pgid: Option<i32>, born: Option<u64>, matcher: &SessionMatcher) -> (Scan, ScanCost) {
+    let started = Instant::now();
     let mut out = Scan::default();
+    let mut cost = ScanCost::default();
     // Group members are known from their stat: their command lines are not read (they
-    // are the processes dying right now).
-    for (st, cmd) in procfs::scan_live(|st| pgid != Some(st.pgrp)) {
-        match cmd {
-            None => out.members.push(st.pid),
-            Some(cmd) if matcher.matches(&cmd) => out.strays.push(st.pid),
-            Some(_) => {}
+    // are the processes dying right now). Neither are those of processes older than the
+    // browser: every process of the session descends from its main process, so it
+    // started at or after it (the same clock tick counts). On a host running other
+    // browsers, that skips most command-line reads, each of which has to lock the
+    // target's memory map.
+    //
+    // Nor are those of members of other browsers' live groups (see `LIVE_GROUPS`).
+    let others = live_groups();
+    let mut live = procfs::scan_live(|st| {
+        cost.processes += 1;
+        let read = pgid != Some(st.pgrp)
+            && born.is_none_or(|b| st.start_ticks >= b)
+            && !others.contains(&st.pgrp);
+        cost.cmdlines += u32::from(read);
+        read
+    });
+    // A group that left the set during the scan may have had its id reused: read the
+    // command lines skipped for it after all.
+    let now = live_groups();
+    for (st, cmd) in &mut live {
+        if cmd.is_none()
+            && pgid != Some(st.pgrp)
+            && others.contains(&st.pgrp)
+            && !now.contains(&st.pgrp)
+            && born.is_none_or(|b| st.start_ticks >= b)
+        {
+            cost.cmdlines += 1;
+            *cmd = procfs::cmdline_raw(st.pid);
         }
     }
-    out
+    for (st, cmd) in live {
+        match cmd {
+            None if pgid == Some(st.pgrp) => out.members.push(st.pid),
+            Some(cmd) if matcher.matches(&cmd) => out.strays.push(st.pid),
+            _ => continue,
+        }
+        out.started.push((st.pid, st.start_ticks));
+    }
+    cost.took = started.elapsed();
+    (out, cost)
+}
+
+/// What a [`Tree::wait_gone`] did, for its timing event.
+#[derive(Debug, Default)]
+struct GoneCost {
+    scans: u32,
+    processes: u32,
+    cmdlines: u32,
+    queued: Duration,
+    scanning: Duration,
+    /// Processes waited for through a pidfd, and by polling `/proc` (no pidfd).
+    pidfd_waits: u32,
+    polled: u32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -151,7 +243,10 @@ impl Tree {
             stderr: Arc::new(Mutex::new(Vec::new())),
             matcher: Arc::new(SessionMatcher::new(&dir)),
             forced: AtomicBool::new(false),
+            born: procfs::stat(pid.as_raw_pid()).map(|s| s.start_ticks),
+            killed_at: Mutex::new(None),
         };
+        lock(&LIVE_GROUPS).insert(pid.as_raw_pid());
         // Waiter: learns the exit status without reaping (WNOWAIT), so the group id
         // stays pinned until `try_reap` decides the group is gone. A thread (not a
         // runtime task) so that exit detection works in any runtime or none.
@@ -253,9 +348,16 @@ impl Tree {
     /// A blocking job (it scans `/proc`) that finds the session's live processes: the
     /// group's members while the group id is ours, and every process the matcher proves.
     pub(crate) fn scanner(&self) -> impl FnOnce() -> Scan + Send + 'static {
+        let job = self.costed_scanner();
+        move || job().0
+    }
+
+    /// [`Tree::scanner`], also telling what the scan read and how long it took.
+    fn costed_scanner(&self) -> impl FnOnce() -> (Scan, ScanCost) + Send + 'static {
         let pgid = (!self.is_reaped()).then(|| self.pid());
         let matcher = self.matcher.clone();
-        move || scan(pgid, &matcher)
+        let born = self.born;
+        move || scan(pgid, born, &matcher)
     }
 
     /// The forced kill: SIGKILL the group now, and from now on every process of the
@@ -263,6 +365,7 @@ impl Tree {
     /// re-checking the proof immediately before each signal. [`Tree::wait_gone`]'s
     /// first scan, right after, is the one that finds them: one `/proc` scan, not two.
     pub(crate) fn kill_forced(&self) {
+        lock(&self.killed_at).get_or_insert_with(Instant::now);
         self.forced.store(true, Ordering::Release);
         self.signal_group(Signal::KILL);
     }
@@ -284,39 +387,52 @@ impl Tree {
         if *reaped {
             return true;
         }
+        // Out of the live groups before the leader can be reaped (its id may be reused
+        // from then on); back in if it was not.
+        lock(&LIVE_GROUPS).remove(&self.pid());
+        *reaped = self.reap_now();
+        if !*reaped {
+            lock(&LIVE_GROUPS).insert(self.pid());
+        }
+        *reaped
+    }
+
+    /// The reaping proper, under the `reaped` lock: whether the leader is reaped now.
+    fn reap_now(&self) -> bool {
         // Reap every exited child of ours in the group: the leader and, when this
         // process is a child subreaper, members that were reparented to it.
+        let mut reaped = false;
         loop {
             match rustix::process::waitpgid(self.pid, WaitOptions::NOHANG) {
                 Ok(Some((p, st))) => {
                     if p == self.pid {
                         publish(&self.exit_tx, describe_wait(st));
-                        *reaped = true;
+                        reaped = true;
                     }
                 }
                 Err(Errno::INTR) => {}
                 Ok(None) | Err(_) => break,
             }
         }
-        if *reaped {
+        if reaped {
             return true;
         }
         match rustix::process::waitpid(Some(self.pid), WaitOptions::NOHANG) {
             Ok(Some((_, st))) => {
                 publish(&self.exit_tx, describe_wait(st));
-                *reaped = true;
+                true
             }
-            Ok(None) => {}
+            Ok(None) => false,
             Err(Errno::CHILD) => {
                 // Reaped by someone else (a foreign SIGCHLD handler): gone all the same.
                 publish(&self.exit_tx, "exited (reaped elsewhere)".to_owned());
-                *reaped = true;
+                true
             }
             Err(e) => {
-                tracing::warn!(pid = self.pid(), error = %e, "waitpid on the browser failed")
+                tracing::warn!(pid = self.pid(), error = %e, "waitpid on the browser failed");
+                false
             }
         }
-        *reaped
     }
 
     pub(crate) fn is_reaped(&self) -> bool {
@@ -337,35 +453,138 @@ impl Tree {
 
     /// Resolves when no live process of the session remains (no live group member and
     /// nothing the matcher proves, by a full `/proc` scan) and the leader is reaped.
-    /// Cancel-safe. Between full scans it polls only the processes the last scan found.
+    /// Cancel-safe.
+    ///
+    /// Between full scans it does not poll: each process the last scan found is pinned
+    /// with a pidfd (re-checked as the session's after pinning, so a PID that changed
+    /// hands is never waited for), and the wait is for every pidfd to become readable,
+    /// which the kernel signals when the process's *last thread* is gone (its memory
+    /// unmapped). Then one more full scan catches helpers that appeared meanwhile (the
+    /// crash handler's double fork). Processes that cannot be pinned (a kernel without
+    /// pidfds, a runtime without an I/O driver) are polled through `/proc` instead.
+    ///
+    /// Emits a `debug` event (target `browserpool_chrome::teardown`, message
+    /// `"session processes gone"`) with what the wait cost: full scans, processes and
+    /// command lines read, time queued for and spent in scans, and the time since the
+    /// forced kill.
     pub(crate) async fn wait_gone(&self) {
         let started = Instant::now();
-        let mut watching: Vec<i32> = Vec::new();
+        let mut cost = GoneCost::default();
         loop {
-            if watching.is_empty() {
-                let scanner = self.scanner();
-                let found = match tokio::task::spawn_blocking(scanner).await {
-                    Ok(found) => found,
-                    Err(_) => Scan {
-                        members: vec![self.pid()],
-                        strays: Vec::new(),
-                    },
-                };
-                if found.is_empty() && self.try_reap() {
-                    return;
+            let asked = Instant::now();
+            let job = self.costed_scanner();
+            let found = match tokio::task::spawn_blocking(move || {
+                let queued = asked.elapsed();
+                let (scan, mut c) = job();
+                c.queued = queued;
+                (scan, c)
+            })
+            .await
+            {
+                Ok((found, c)) => {
+                    cost.scans += 1;
+                    cost.processes += c.processes;
+                    cost.cmdlines += c.cmdlines;
+                    cost.queued += c.queued;
+                    cost.scanning += c.took;
+                    found
                 }
-                self.kill_strays(&found.strays);
-                watching = found.all();
-            } else {
-                watching.retain(|&p| self.still_ours(p));
-                if watching.is_empty() {
-                    continue; // the last ones just died: confirm with a full scan now
-                }
+                Err(_) => Scan {
+                    members: vec![self.pid()],
+                    ..Scan::default()
+                },
+            };
+            if found.is_empty() && self.try_reap() {
+                let killed_at = *lock(&self.killed_at);
+                let ms = |d: Duration| d.as_secs_f64() * 1e3;
+                tracing::debug!(
+                    target: "browserpool_chrome::teardown",
+                    pgid = self.pid(),
+                    dir = %self.matcher.dir().display(),
+                    since_kill_ms = killed_at.map_or(f64::NAN, |k| ms(k.elapsed())),
+                    wait_ms = ms(started.elapsed()),
+                    scans = cost.scans,
+                    processes_read = cost.processes,
+                    cmdlines_read = cost.cmdlines,
+                    scan_queued_ms = ms(cost.queued),
+                    scanning_ms = ms(cost.scanning),
+                    pidfd_waits = cost.pidfd_waits,
+                    polled = cost.polled,
+                    "session processes gone"
+                );
+                return;
             }
-            // Processes normally die within tens of milliseconds of SIGKILL, but on a
-            // loaded host the kernel may take hundreds to schedule their exit: poll the
-            // watched PIDs (one stat each) often for the first seconds.
-            let pause = if !watching.is_empty() && started.elapsed() < Duration::from_secs(2) {
+            self.kill_strays(&found.strays);
+            let mut pids: Vec<(i32, Option<u64>)> =
+                found.all().into_iter().map(|p| (p, None)).collect();
+            for (pid, start) in &mut pids {
+                *start = found
+                    .started
+                    .iter()
+                    .find(|(p, _)| p == pid)
+                    .map(|&(_, s)| s);
+            }
+            self.wait_exits(&pids, &mut cost).await;
+        }
+    }
+
+    /// Wait until none of `pids` (found by a scan, with the start time it read) is a
+    /// live process of the session.
+    async fn wait_exits(&self, pids: &[(i32, Option<u64>)], cost: &mut GoneCost) {
+        let mut pinned = Vec::new();
+        let mut polled = Vec::new();
+        for &(pid, start) in pids {
+            let Some(p) = Pid::from_raw(pid) else {
+                continue;
+            };
+            match rustix::process::pidfd_open(p, PidfdFlags::empty()) {
+                Ok(fd) => {
+                    // Pinned first, checked second: if the PID changed hands before the
+                    // pin, the check sees the stranger and we do not wait for it. The
+                    // check is the scan's (group or matcher), or the same PID with the
+                    // same start time as the scan read: a dying helper outside the group
+                    // whose main thread is already gone has no command line left for the
+                    // matcher, but its last threads still hold its memory. (Waiting is
+                    // all this decides; nothing is signalled on this check.)
+                    let same = start.is_some()
+                        && procfs::stat(pid)
+                            .is_some_and(|s| s.is_live() && Some(s.start_ticks) == start);
+                    if !same && !self.still_ours(pid) {
+                        continue;
+                    }
+                    // SAFETY: the AsyncFd owns `fd`, so the descriptor stays open and
+                    // names the same pidfd for as long as it is registered.
+                    match unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
+                        Ok(fd) => pinned.push((pid, fd)),
+                        Err(_) => polled.push(pid),
+                    }
+                }
+                Err(Errno::SRCH) => {}
+                Err(_) => polled.push(pid),
+            }
+        }
+        cost.pidfd_waits += pinned.len() as u32;
+        cost.polled += polled.len() as u32;
+        let pinned = futures::future::join_all(pinned.iter().map(|(pid, fd)| async move {
+            if fd.readable().await.is_err() {
+                // The I/O driver is shutting down: fall back to polling this one.
+                self.poll_exit(vec![*pid]).await;
+            }
+        }));
+        futures::join!(pinned, self.poll_exit(polled));
+    }
+
+    /// Poll `/proc` until none of `pids` is a live process of the session: every 2 ms
+    /// for the first two seconds (processes normally die within tens of milliseconds of
+    /// SIGKILL, hundreds on a loaded host), then every 20 ms.
+    async fn poll_exit(&self, mut pids: Vec<i32>) {
+        let started = Instant::now();
+        loop {
+            pids.retain(|&p| self.still_ours(p));
+            if pids.is_empty() {
+                return;
+            }
+            let pause = if started.elapsed() < Duration::from_secs(2) {
                 Duration::from_millis(2)
             } else {
                 Duration::from_millis(20)
@@ -402,10 +621,14 @@ impl Tree {
 
 impl Drop for Tree {
     fn drop(&mut self) {
-        if self.is_reaped() {
-            return;
+        if !self.is_reaped() {
+            browserpool::run_blocking_cleanup(|| {
+                self.kill_and_wait_sync(Duration::from_secs(1))
+            });
         }
-        browserpool::run_blocking_cleanup(|| self.kill_and_wait_sync(Duration::from_secs(1)));
+        // Reaped, or given up on (then the unreaped leader keeps pinning its id, and
+        // scans simply read its members' command lines again).
+        lock(&LIVE_GROUPS).remove(&self.pid());
     }
 }
 
