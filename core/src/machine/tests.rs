@@ -918,3 +918,5 @@ fn sessions_launched_together_have_neighbouring_activity_cells() {
     assert!(cell.is_ended());
     assert!(h.m.activity(ids[0]).is_err());
 }
+
+mod spares;
