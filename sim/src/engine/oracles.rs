@@ -57,8 +57,13 @@ impl Sim<'_> {
             self.violate(
                 oracle::CONVERGENCE,
                 format!(
-                    "{} after faults and clients stopped: {tracked} sessions (and {spare_like} spares), {trees} browser trees ({procs} processes), {dirs} directories of ours remain{}",
+                    "{} after faults and clients stopped: {tracked} sessions{}, {trees} browser trees ({procs} processes), {dirs} directories of ours remain{}",
                     fmt_time(self.converge_bound_ms),
+                    if self.config.spares > 0 {
+                        format!(" (and {spare_like} spares)")
+                    } else {
+                        String::new()
+                    },
                     if self.server_up { "" } else { "; the server is down" }
                 ),
             );
