@@ -134,6 +134,24 @@ pub struct PoolConfig {
     /// How many ended sessions are remembered so that a late caller learns why its
     /// session ended. Older ones are forgotten first. Default 4096.
     pub tombstones: usize,
+    /// Prewarmed spares: how many launched, never-used browsers the pool keeps ready so
+    /// that `acquire` skips the launch. Default 0 (none). At most `max_browsers`.
+    ///
+    /// Guarantees (decided by the [`Lifecycle`](crate::Lifecycle)): a spare is handed
+    /// out at most once and a browser that was ever handed out never becomes a spare; spares
+    /// count against `max_browsers`, only ever fill free slots (a spare launch never
+    /// evicts a session and never makes a request wait), and a request that finds no
+    /// ready spare takes over a spare launch in flight before it launches its own; at
+    /// most [`PoolConfig::SPARE_LAUNCH_CONCURRENCY`] spare launches run at once; after a
+    /// failed launch, refills back off ([`PoolConfig::SPARE_BACKOFF`]); spares are not
+    /// idle-reaped but retired after [`PoolConfig::spare_max_age`] and replaced; a spare
+    /// that crashes is replaced; shutdown and `Drop` tear spares down like any session.
+    pub spares: usize,
+    /// A spare that has waited this long without being handed out is retired
+    /// ([`RetireCause::SpareMaxAge`](crate::RetireCause::SpareMaxAge)) and replaced, so a
+    /// handed-out browser is never older than this plus its own use. Default 30 minutes;
+    /// must be positive and at most [`PoolConfig::MAX_DURATION`].
+    pub spare_max_age: Duration,
 }
 
 impl Default for PoolConfig {
@@ -162,6 +180,8 @@ impl Default for PoolConfig {
             legacy: Vec::new(),
             legacy_min_age: Duration::from_secs(3600),
             tombstones: 4096,
+            spares: 0,
+            spare_max_age: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -172,6 +192,20 @@ impl PoolConfig {
     /// year (365 days). Longer values are refused by [`PoolConfig::validate`], so that no
     /// deadline the pool computes can overflow.
     pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+    /// The most spare launches in flight at once: 1. Spares are refilled one after
+    /// another, so prewarming never adds more than one launch to what clients start
+    /// themselves (browserless v1's preboot launched its whole swarm at once and
+    /// overshot its concurrency limit).
+    pub const SPARE_LAUNCH_CONCURRENCY: usize = 1;
+
+    /// How refills back off after launch failures: after `n` failed launches in a row
+    /// (a client's or a spare's), no spare is launched for `SPARE_BACKOFF.delay(n)` of
+    /// machine time: 1 s doubling to 60 s. A successful launch resets the count.
+    pub const SPARE_BACKOFF: Backoff = Backoff {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(60),
+    };
 
     /// The longest a teardown spends killing before it reports the tree as stuck:
     /// `kill_grace + kill_timeout * kill_attempts` (saturating). [`Pool::destroy`]
@@ -221,6 +255,7 @@ impl PoolConfig {
             ("idle_timeout", self.idle_timeout),
             ("max_lifetime", self.max_lifetime),
             ("legacy_min_age", Some(self.legacy_min_age)),
+            ("spare_max_age", Some(self.spare_max_age)),
             (
                 "capacity_policy.Wait.timeout",
                 match self.capacity_policy {
@@ -282,6 +317,12 @@ impl PoolConfig {
         }
         if self.tombstones == 0 {
             return Err(ConfigError::ZeroTombstones);
+        }
+        if self.spares > self.max_browsers {
+            return Err(ConfigError::TooManySpares {
+                spares: self.spares,
+                max_browsers: self.max_browsers,
+            });
         }
         validate_prefix("prefix", &self.prefix)?;
         for (i, p) in self.legacy.iter().enumerate() {

@@ -56,6 +56,14 @@ pub enum ConfigError {
     /// `tombstones` is zero.
     #[error("tombstones is 0: keep at least one so late callers learn why their session ended")]
     ZeroTombstones,
+    /// More spares than `max_browsers`: they could never all be launched.
+    #[error("spares is {spares} but max_browsers is {max_browsers}: spares count against max_browsers, so set spares to at most max_browsers (0 turns prewarming off)")]
+    TooManySpares {
+        /// The configured spares.
+        spares: usize,
+        /// The configured bound.
+        max_browsers: usize,
+    },
     /// A name prefix (the pool's, or a legacy pattern's) could take entries that belong
     /// to other software. See [`PoolConfig::validate`](crate::PoolConfig::validate) for
     /// the exact rule.
@@ -90,6 +98,7 @@ impl ConfigError {
             ConfigError::ZeroMaxUses => "max_uses",
             ConfigError::ZeroKillAttempts => "kill_attempts",
             ConfigError::ZeroTombstones => "tombstones",
+            ConfigError::TooManySpares { .. } => "spares",
             ConfigError::BadPrefix { .. } => "prefix",
             ConfigError::RelativeRoot { .. } => "root",
         }

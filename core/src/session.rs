@@ -64,6 +64,8 @@ pub enum RetireCause {
     MaxLifetime,
     /// It reached `max_uses`.
     MaxUses,
+    /// It was a spare that waited `spare_max_age` without being handed out.
+    SpareMaxAge,
 }
 
 /// Why a session ended. Every teardown carries exactly one.
@@ -129,6 +131,9 @@ impl fmt::Display for EndReason {
             }
             EndReason::Retired(RetireCause::MaxUses) => {
                 f.write_str("retired after reaching max_uses")
+            }
+            EndReason::Retired(RetireCause::SpareMaxAge) => {
+                f.write_str("retired as a spare unused for spare_max_age")
             }
             EndReason::Crashed { exit } => write!(f, "browser exited by itself ({exit})"),
             EndReason::OwnerReleased => {

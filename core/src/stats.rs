@@ -39,6 +39,13 @@ pub struct Totals {
     pub remove_failures: u64,
     /// Directories removed by a background retry.
     pub dirs_recovered: u64,
+    /// Requests served by a ready spare (no launch waited for), with `spares > 0`.
+    pub spare_hits: u64,
+    /// Requests that found no ready spare, with `spares > 0` (they took over a spare
+    /// launch in flight, launched, waited or were refused).
+    pub spare_misses: u64,
+    /// Spare launches started (each is also counted in `created` or `launch_failed`).
+    pub spare_launches: u64,
 }
 
 /// A snapshot of a [`Pool`](crate::Pool).
@@ -57,6 +64,10 @@ pub struct PoolStats {
     pub removing: usize,
     /// Requests queued for a slot.
     pub waiting: usize,
+    /// Spares launched and ready to be handed out (not counted in `live`).
+    pub spares_ready: usize,
+    /// Spare launches in flight (counted in `launching` too).
+    pub spares_launching: usize,
     /// Running totals from the lifecycle machine.
     pub totals: Totals,
     /// Sessions recovered by the Drop safety net (killed and removed from `Drop`).

@@ -53,6 +53,7 @@ fn config() -> impl Strategy<Value = PoolConfig> {
         (count(), opt_dur(), dur(), dur(), policy, dur(), count()),
         (opt_dur(), uses, dur(), dur(), dur(), attempts, dur()),
         (dur(), dur(), root, prefix, any::<bool>(), count(), ordered),
+        (count(), dur()),
     )
         .prop_map(
             |(
@@ -75,6 +76,7 @@ fn config() -> impl Strategy<Value = PoolConfig> {
                     legacy_min_age,
                 ),
                 (initial, max, root, prefix, sweep_on_start, tombstones, ordered),
+                (spares, spare_max_age),
             )| {
                 let (tick, reap_interval, initial, max) = if ordered {
                     (
@@ -107,6 +109,8 @@ fn config() -> impl Strategy<Value = PoolConfig> {
                     tombstones,
                     legacy: Vec::new(),
                     legacy_min_age,
+                    spares,
+                    spare_max_age,
                 }
             },
         )

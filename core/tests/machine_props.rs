@@ -59,27 +59,37 @@ fn config() -> impl Strategy<Value = PoolConfig> {
         proptest::option::of(20u64..200),
         proptest::option::of(1u64..6),
         proptest::bool::ANY,
+        (0usize..5, 5u64..90),
     )
-        .prop_map(|(max, policy, idle, reap, life, uses, grace)| PoolConfig {
-            max_browsers: max,
-            capacity_policy: policy,
-            idle_timeout: idle.map(Duration::from_secs),
-            reap_interval: Duration::from_secs(reap),
-            tick: Duration::from_secs(1),
-            acquire_timeout: Duration::from_secs(10),
-            max_lifetime: life.map(Duration::from_secs),
-            max_uses: uses,
-            kill_grace: if grace {
-                Duration::from_millis(300)
-            } else {
-                Duration::ZERO
+        .prop_map(
+            |(max, policy, idle, reap, life, uses, grace, (spares, spare_age))| PoolConfig {
+                max_browsers: max,
+                // Half the cases keep spares off, as before; the rest have 1..=max.
+                spares: if spares % 2 == 0 {
+                    0
+                } else {
+                    1 + spares / 2 % max
+                },
+                spare_max_age: Duration::from_secs(spare_age),
+                capacity_policy: policy,
+                idle_timeout: idle.map(Duration::from_secs),
+                reap_interval: Duration::from_secs(reap),
+                tick: Duration::from_secs(1),
+                acquire_timeout: Duration::from_secs(10),
+                max_lifetime: life.map(Duration::from_secs),
+                max_uses: uses,
+                kill_grace: if grace {
+                    Duration::from_millis(300)
+                } else {
+                    Duration::ZERO
+                },
+                kill_attempts: 2,
+                root: PathBuf::from("/r"),
+                prefix: "bpx-".into(),
+                tombstones: 8,
+                ..PoolConfig::default()
             },
-            kill_attempts: 2,
-            root: PathBuf::from("/r"),
-            prefix: "bpx-".into(),
-            tombstones: 8,
-            ..PoolConfig::default()
-        })
+        )
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +113,8 @@ struct World {
     tickets: Vec<Ticket>,
     answered: BTreeSet<Ticket>,
     cancelled: BTreeSet<Ticket>,
+    /// Sessions handed out to a requester: each at most once, and never a spare after.
+    handed: BTreeSet<SessionId>,
 }
 
 impl World {
@@ -121,6 +133,7 @@ impl World {
             tickets: Vec::new(),
             answered: BTreeSet::new(),
             cancelled: BTreeSet::new(),
+            handed: BTreeSet::new(),
         }
     }
 
@@ -169,6 +182,10 @@ impl World {
                     prop_assert!(self.answered.insert(ticket), "ticket answered twice");
                     if let Ok(id) = result {
                         prop_assert!(self.launched.contains(&id));
+                        prop_assert!(self.handed.insert(id), "{} handed out twice", id);
+                        prop_assert!(!self.m.is_spare(id), "{} handed out but still a spare", id);
+                        let uses = self.acts.get(&id).map_or(0, |a| a.uses());
+                        prop_assert_eq!(uses, 0, "{} handed out after use", id);
                     }
                     if let Err(AcquireError::AtCapacity { .. }) = result {
                         prop_assert_eq!(self.cfg.capacity_policy, CapacityPolicy::Reject);
@@ -181,12 +198,43 @@ impl World {
                 }
             }
         }
+        // Record activity cells of sessions that just became reachable (launched for a
+        // request, or a spare just handed out).
+        for id in self.launched.clone() {
+            if let Ok(a) = self.m.activity(id) {
+                self.acts.entry(id).or_insert_with(|| a.clone());
+            }
+        }
         Ok(())
     }
 
     fn check(&self) -> Result<(), TestCaseError> {
         self.m.check_invariants().map_err(TestCaseError::fail)?;
         prop_assert!(self.m.occupied() <= self.cfg.max_browsers);
+        // Spares: never one that was handed out (so never a used browser), at most
+        // `spares` of them with their launches, one launch at a time, and they count
+        // against max_browsers with every session.
+        let (ready, launching) = (self.m.spare_ids(), self.m.spare_launch_ids());
+        for id in ready.iter().chain(&launching) {
+            prop_assert!(
+                !self.handed.contains(id),
+                "{} is a spare after being handed out",
+                id
+            );
+            prop_assert!(
+                self.acts.get(id).is_none_or(|a| a.uses() == 0),
+                "{} used",
+                id
+            );
+        }
+        prop_assert!(ready.len() + launching.len() <= self.cfg.spares);
+        prop_assert!(launching.len() <= PoolConfig::SPARE_LAUNCH_CONCURRENCY);
+        let st = self.m.stats();
+        prop_assert!(
+            st.spares_ready + st.live + st.launching + st.stopping <= self.cfg.max_browsers,
+            "{:?}",
+            st
+        );
         // No idle session outlives its last activity by more than idle + reap_interval.
         if let Some(idle) = self.cfg.idle_timeout {
             let bound = idle + self.cfg.reap_interval;
@@ -249,14 +297,7 @@ impl World {
             },
         };
         self.m.handle(self.now, input);
-        self.drain()?;
-        // Record activity cells of sessions that just became live.
-        for id in self.launched.clone() {
-            if let Ok(a) = self.m.activity(id) {
-                self.acts.entry(id).or_insert_with(|| a.clone());
-            }
-        }
-        Ok(())
+        self.drain()
     }
 
     fn step(&mut self, op: Op) -> Result<(), TestCaseError> {

@@ -32,6 +32,13 @@ pub const NEVER_MID_OPERATION: &str = "never-mid-operation";
 /// When faults and client activity stop at T, by T plus the timeouts there are no
 /// sessions, processes or directories of ours.
 pub const CONVERGENCE: &str = "convergence";
+/// Prewarmed spares: every session is handed to a client at most once, and never one
+/// whose browser already served a client operation (a used browser never comes back, as
+/// a spare or otherwise).
+pub const SPARE_ONCE: &str = "spare-once";
+/// Prewarmed spares: at most `spares` are ready, and ready spares plus every other
+/// session (launching, live, stopping) stay within `max_browsers`.
+pub const SPARE_BOUND: &str = "spare-bound";
 
 /// Every oracle, in report order.
 pub const ALL: &[&str] = &[
@@ -44,6 +51,8 @@ pub const ALL: &[&str] = &[
     NO_REFUSAL_WHILE_IDLE,
     NEVER_MID_OPERATION,
     CONVERGENCE,
+    SPARE_ONCE,
+    SPARE_BOUND,
 ];
 
 /// One oracle violation: the first of its kind in a run (later ones of the same oracle

@@ -157,6 +157,10 @@ pub struct PoolSpec {
     pub legacy: Vec<LegacySpec>,
     /// `legacy_min_age` in seconds.
     pub legacy_min_age_secs: f64,
+    /// `spares`: launched, never-used browsers kept ready (0 = none).
+    pub spares: usize,
+    /// `spare_max_age` in seconds.
+    pub spare_max_age_secs: f64,
 }
 
 impl Default for PoolSpec {
@@ -179,6 +183,8 @@ impl Default for PoolSpec {
             release_grace_secs: 30.0,
             legacy: Vec::new(),
             legacy_min_age_secs: d.legacy_min_age.as_secs_f64(),
+            spares: d.spares,
+            spare_max_age_secs: d.spare_max_age.as_secs_f64(),
         }
     }
 }
@@ -274,6 +280,8 @@ impl PoolSpec {
                 })
                 .collect(),
             legacy_min_age: secs(self.legacy_min_age_secs),
+            spares: self.spares,
+            spare_max_age: secs(self.spare_max_age_secs),
             ..PoolConfig::default()
         }
     }
@@ -526,6 +534,7 @@ pub const PRESETS: &[&str] = &[
     "crashy-server",
     "hung-kill",
     "full-disk",
+    "spares",
 ];
 
 fn preset_text(name: &str) -> Option<&'static str> {
@@ -536,6 +545,7 @@ fn preset_text(name: &str) -> Option<&'static str> {
         "crashy-server" => include_str!("../scenarios/crashy-server.toml"),
         "hung-kill" => include_str!("../scenarios/hung-kill.toml"),
         "full-disk" => include_str!("../scenarios/full-disk.toml"),
+        "spares" => include_str!("../scenarios/spares.toml"),
         _ => return None,
     })
 }

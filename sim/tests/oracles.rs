@@ -279,3 +279,25 @@ fn a_server_that_does_not_mark_operations_in_flight_fails_never_mid_operation() 
         );
     }
 }
+
+#[test]
+fn handing_out_a_used_browser_fails_spare_once() {
+    let mut sc = Scenario::preset("spares").unwrap();
+    sc.duration_hours = 6.0;
+    for shell in SHELLS {
+        assert_eq!(managed_on(shell, &sc, 1), Vec::<String>::new(), "{shell:?}");
+        let v = sabotaged_on(
+            shell,
+            &sc,
+            1,
+            Sabotage {
+                hand_out_used: true,
+                ..Sabotage::default()
+            },
+        );
+        assert!(
+            v.contains(&oracle::SPARE_ONCE.to_owned()),
+            "{shell:?} {v:?}"
+        );
+    }
+}

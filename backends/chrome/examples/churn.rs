@@ -9,6 +9,14 @@
 //!     --reap-interval 500ms --duration 30s --json
 //! ```
 //!
+//! With prewarmed spares, clients arriving slower than a launch:
+//!
+//! ```text
+//! cargo run --release -p browserpool-chrome --example churn -- \
+//!     --clients 1 --max-browsers 2 --spares 1 --abandon 0 --arrival-interval 1s \
+//!     --duration 30s --json
+//! ```
+//!
 //! How it measures (all processes are counted with the crate's one
 //! [`SessionMatcher`], which sees a browser's every helper, not only its main process):
 //!
@@ -17,8 +25,11 @@
 //!   The pool's cold acquire is reported against it (`cold_acquire_to_floor_ratio_p50`,
 //!   `cold_acquire_minus_floor_ms_p50`): that difference is what the pool adds (directory
 //!   work, fork from its spawner thread, the CDP connection).
-//! - acquire latency, separately for successful and failed acquires; a "cold" acquire is
-//!   one that found a free slot when it asked (it launched without evicting).
+//! - acquire latency, separately for successful and failed acquires; a "warm" acquire is
+//!   one the pool answered with a prewarmed spare (`--spares`; seen from the pool's
+//!   `handing out a spare` trace event), a "cold" acquire is one that was not warm and
+//!   found a free slot when it asked (it launched without evicting). `spare_hit_rate` is
+//!   the pool's `spare_hits / (spare_hits + spare_misses)`.
 //! - teardown latency per reason, from the moment the pool decided (the client calling
 //!   `destroy`; the machine's `Ending` action, seen through the pool's observer, for
 //!   reaps and evictions) until the pool's `Finished` action (directory removed, every
@@ -91,6 +102,13 @@ struct Args {
     /// How long clients keep churning.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     duration: Duration,
+    /// The pool's `spares`: launched, never-used browsers kept ready (0 = none).
+    #[arg(long, default_value_t = 0)]
+    spares: usize,
+    /// Each client pauses this long before each request (the first included), e.g. 2s:
+    /// clients arriving slower than a launch. Default 0: back to back.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    arrival_interval: Duration,
     /// Bare spawns timed before the clients start (the launch floor).
     #[arg(long, default_value_t = 5)]
     floor_spawns: usize,
@@ -180,6 +198,15 @@ struct Summary {
     cold_acquires: usize,
     cold_acquire_ms_p50: f64,
     cold_acquire_ms_p99: f64,
+    /// Successful acquires answered with a prewarmed spare (`--spares`).
+    warm_acquires: usize,
+    /// `null` without spares.
+    warm_acquire_ms_p50: Option<f64>,
+    warm_acquire_ms_p99: Option<f64>,
+    /// The pool's spare hits / (hits + misses); `null` without spares.
+    spare_hit_rate: Option<f64>,
+    spares: usize,
+    arrival_interval_ms: f64,
     launch_floor_ms_p50: f64,
     launch_floor_samples: Vec<f64>,
     cold_acquire_to_floor_ratio_p50: f64,
@@ -342,9 +369,36 @@ fn observe(timeline: Timeline) -> impl Fn(&Action) + Send + Sync + 'static {
 /// cost of the wait) on the timeline.
 struct TeardownLayer(Timeline);
 
+/// Sessions the pool handed out as prewarmed spares, not yet claimed by their client.
+type Warm = Arc<Mutex<BTreeSet<SessionId>>>;
+
+/// Records which sessions the pool handed out as spares, from its `handing out a spare`
+/// trace event (reading existing trace events keeps the core free of measurement hooks).
+struct WarmLayer(Warm);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for WarmLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if !event.metadata().target().starts_with("browserpool::") {
+            return;
+        }
+        let mut f = EventFields::default();
+        event.record(&mut f);
+        if f.message == "handing out a spare" {
+            if let Some(id) = f.session {
+                self.0.lock().unwrap().insert(id);
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct EventFields {
     message: String,
+    session: Option<SessionId>,
     dir: Option<PathBuf>,
     numbers: BTreeMap<&'static str, f64>,
 }
@@ -354,6 +408,7 @@ impl tracing::field::Visit for EventFields {
         match field.name() {
             "message" => self.message = format!("{value:?}"),
             "dir" => self.dir = Some(PathBuf::from(format!("{value:?}"))),
+            "session" => self.session = format!("{value:?}").parse().ok(),
             _ => {}
         }
     }
@@ -582,6 +637,7 @@ async fn watch_teardowns(
 #[derive(Default)]
 struct Samples {
     acquire: Vec<f64>,
+    warm_acquire: Vec<f64>,
     cold_acquire: Vec<f64>,
     failed_acquire: Vec<f64>,
     launch: Vec<f64>,
@@ -593,7 +649,9 @@ struct Samples {
 async fn main() {
     let args = Args::parse();
     let timeline: Timeline = Arc::default();
+    let warm: Warm = Arc::default();
     let subscriber = tracing_subscriber::registry()
+        .with(WarmLayer(warm.clone()))
         .with(
             TeardownLayer(timeline.clone()).with_filter(
                 tracing_subscriber::filter::Targets::new()
@@ -638,6 +696,7 @@ async fn main() {
         reap_interval: args.reap_interval,
         tick: args.reap_interval.min(Duration::from_secs(1)),
         root: root.clone(),
+        spares: args.spares,
         ..PoolConfig::default()
     };
     let fs = TimedFs {
@@ -678,7 +737,7 @@ async fn main() {
         tokio::spawn(async move {
             for round in 0u64.. {
                 let st = pool.stats();
-                let browsers = (st.launching + st.live + st.stopping) as u64;
+                let browsers = (st.launching + st.live + st.spares_ready + st.stopping) as u64;
                 // Every session not yet verified gone.
                 let dirs: Vec<PathBuf> = {
                     let t = teardowns.lock().unwrap();
@@ -715,20 +774,31 @@ async fn main() {
 
     let mut clients = Vec::new();
     for c in 0..args.clients {
-        let (pool, samples, abandoned, errors, timeline) = (
+        let (pool, samples, abandoned, errors, timeline, warm) = (
             pool.clone(),
             samples.clone(),
             abandoned.clone(),
             errors.clone(),
             timeline.clone(),
+            warm.clone(),
         );
         let p_abandon = args.abandon;
+        let pause = args.arrival_interval;
         let max = args.max_browsers;
         let mut rng = Rng(args.seed.wrapping_mul(1_000_003).wrapping_add(c as u64));
         clients.push(tokio::spawn(async move {
             while Instant::now() < deadline {
+                // Arrivals every `pause` (the first one too, so a pool with spares has
+                // had one interval to warm up, as it would between real arrivals).
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
                 let st = pool.stats();
-                let cold = st.launching + st.live + st.stopping < max && st.waiting == 0;
+                let free = st.launching + st.live + st.spares_ready + st.stopping < max;
+                let cold = free && st.waiting == 0;
                 let t = Instant::now();
                 let acquired = pool.acquire().await;
                 let acquire_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -743,10 +813,13 @@ async fn main() {
                     }
                 };
                 let launch_ms = lease.process().launch_duration().as_secs_f64() * 1e3;
+                let was_warm = warm.lock().unwrap().remove(&lease.id());
                 {
                     let mut s = samples.lock().unwrap();
                     s.acquire.push(acquire_ms);
-                    if cold {
+                    if was_warm {
+                        s.warm_acquire.push(acquire_ms);
+                    } else if cold {
                         s.cold_acquire.push(acquire_ms);
                     }
                     s.launch.push(launch_ms);
@@ -870,6 +943,19 @@ async fn main() {
         cold_acquires: s.cold_acquire.len(),
         cold_acquire_ms_p50: cold_p50,
         cold_acquire_ms_p99: pct(&mut s.cold_acquire, 0.99),
+        warm_acquires: s.warm_acquire.len(),
+        warm_acquire_ms_p50: (args.spares > 0).then(|| pct(&mut s.warm_acquire, 0.50)),
+        warm_acquire_ms_p99: (args.spares > 0).then(|| pct(&mut s.warm_acquire, 0.99)),
+        spare_hit_rate: (args.spares > 0).then(|| {
+            let asked = totals.spare_hits + totals.spare_misses;
+            if asked == 0 {
+                0.0
+            } else {
+                (totals.spare_hits as f64 / asked as f64 * 1000.0).round() / 1000.0
+            }
+        }),
+        spares: args.spares,
+        arrival_interval_ms: args.arrival_interval.as_secs_f64() * 1e3,
         launch_floor_ms_p50: floor_p50,
         launch_floor_samples: floor.iter().map(|v| (v * 10.0).round() / 10.0).collect(),
         cold_acquire_to_floor_ratio_p50: if floor_p50 > 0.0 {

@@ -622,9 +622,7 @@ impl Tree {
 impl Drop for Tree {
     fn drop(&mut self) {
         if !self.is_reaped() {
-            browserpool::run_blocking_cleanup(|| {
-                self.kill_and_wait_sync(Duration::from_secs(1))
-            });
+            browserpool::run_blocking_cleanup(|| self.kill_and_wait_sync(Duration::from_secs(1)));
         }
         // Reaped, or given up on (then the unreaped leader keeps pinning its id, and
         // scans simply read its members' command lines again).

@@ -653,3 +653,86 @@ async fn every_exit_path_kills_every_process_of_the_session() {
     assert!(timed_out >= 1, "no launch timed out, not even at 30 ms");
     checks.finish().await;
 }
+
+/// With `spares: 1`, the pool keeps one launched, never-used browser: `acquire` hands it
+/// out without a launch (the session, its directory and its browser were there before
+/// the request), a replacement is launched in the background, and a browser that served
+/// a client never comes back, as a spare or otherwise (checked by session id, by
+/// `--user-data-dir` and by browser pid). Nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spare_is_handed_out_without_a_launch_and_a_used_browser_never_returns() {
+    let _serial = SERIAL.lock().await;
+    let mut checks = Checks::start();
+    let Some(launcher) = launcher_or_skip() else {
+        return;
+    };
+    let root = checks.root();
+    let cfg = PoolConfig {
+        spares: 1,
+        ..config(root.path())
+    };
+    let pool = Pool::new(cfg, launcher).await.unwrap();
+    checks.track_pool(&pool);
+    let mut used: Vec<(SessionId, PathBuf, u32)> = Vec::new();
+    for round in 0..3 {
+        eventually("a spare is ready", || pool.stats().spares_ready == 1).await;
+        let before = pool.sessions();
+        let spare = before
+            .iter()
+            .find(|s| s.owner.is_none() && !used.iter().any(|u| u.0 == s.id))
+            .map(|s| s.id)
+            .expect("the spare is listed");
+        let spare_dir = pool.session_dir(spare);
+        assert!(
+            spare_dir.join("profile").is_dir(),
+            "launched before the request"
+        );
+        let spare_pids = processes_of_dir(&spare_dir);
+        assert!(
+            !spare_pids.is_empty(),
+            "its browser runs before the request"
+        );
+        let created = pool.stats().totals.created;
+
+        let session = ChromeSession::new(pool.acquire().await.unwrap());
+        let st = pool.stats();
+        assert_eq!(session.id(), spare, "round {round}: the ready spare");
+        assert_eq!(st.totals.spare_hits, round + 1);
+        assert_eq!(st.totals.created, created, "no launch was waited for");
+        let process = session.lease().process();
+        assert_eq!(process.dir(), spare_dir.as_path());
+        assert!(spare_pids.contains(&(process.pid() as i32)));
+        for (id, dir, pid) in &used {
+            assert_ne!(session.id(), *id, "a used session came back");
+            assert_ne!(process.dir(), dir.as_path(), "a used profile came back");
+            assert_ne!(process.pid(), *pid, "a used browser came back");
+        }
+        // Use it: this browser is now dirty and must never be handed out again.
+        let page = session
+            .new_page("data:text/html,<title>used</title><p>client data</p>")
+            .await
+            .unwrap();
+        page.close().await.unwrap();
+        used.push((session.id(), spare_dir.clone(), process.pid()));
+        // A replacement is launched in the background (a different session and dir).
+        eventually("a replacement spare is ready", || {
+            pool.stats().spares_ready == 1
+        })
+        .await;
+        pool.destroy(session.id()).await.unwrap();
+        assert_eq!(processes_of_dir(&spare_dir), Vec::<i32>::new());
+        assert!(!spare_dir.exists(), "a used browser's directory is removed");
+    }
+    let st = pool.stats();
+    assert_eq!((st.totals.spare_hits, st.totals.spare_misses), (3, 0));
+    assert_eq!(st.totals.destroyed, 3);
+    let report = pool.shutdown().await;
+    assert!(report.unfinished.is_empty() && report.dirs_left.is_empty());
+    assert_eq!(
+        pool.stats().totals.shutdown,
+        1,
+        "the last spare ends like any session"
+    );
+    drop(pool);
+    checks.finish().await;
+}

@@ -36,6 +36,7 @@
 mod dirs;
 mod index;
 mod snapshot;
+mod spares;
 mod table;
 mod tombstones;
 
@@ -57,6 +58,7 @@ use crate::time::{duration_ms, Timestamp};
 
 use dirs::SessionDirs;
 use index::{ActivityIndex, Timer, TimerIndex};
+use spares::{Spares, SPARE_TICKET};
 use table::{Cold, Placed, Release, SessionTable, State, Tag};
 use tombstones::Tombstones;
 
@@ -225,8 +227,13 @@ pub struct MachineStats {
     pub removing: usize,
     /// Requests queued for a slot.
     pub waiting: usize,
-    /// Process trees that count against `max_browsers` (launching + live + stopping).
+    /// Process trees that count against `max_browsers` (launching + live + spares_ready +
+    /// stopping).
     pub occupied: usize,
+    /// Spares launched and ready to be handed out (not counted in `live`).
+    pub spares_ready: usize,
+    /// Spare launches in flight (counted in `launching` too).
+    pub spares_launching: usize,
     /// Running totals.
     pub totals: Totals,
 }
@@ -257,6 +264,7 @@ pub struct Lifecycle {
     actions: VecDeque<Action>,
     shutting_down: bool,
     totals: Totals,
+    spares: Spares,
 }
 
 impl Lifecycle {
@@ -288,6 +296,7 @@ impl Lifecycle {
             actions: VecDeque::new(),
             shutting_down: false,
             totals: Totals::default(),
+            spares: Spares::default(),
         })
     }
 
@@ -300,9 +309,17 @@ impl Lifecycle {
 
     /// The activity cell of a session that is launching or live; for an ended session,
     /// why it ended.
+    ///
+    /// A spare (ready or launching) is [`SessionError::Unknown`] until it is handed out:
+    /// nobody can use a spare before it is given to exactly one requester.
     pub fn activity(&self, id: SessionId) -> Result<&ActivityRef, SessionError> {
         match self.table.hot(id) {
-            Some(h) if matches!(h.tag, Tag::Launching | Tag::Live) => Ok(&h.activity),
+            Some(h)
+                if matches!(h.tag, Tag::Launching | Tag::Live)
+                    && (self.config.spares == 0 || !self.is_spare(id)) =>
+            {
+                Ok(&h.activity)
+            }
             _ => Err(self.ended_error(id)),
         }
     }
@@ -328,7 +345,23 @@ impl Lifecycle {
         self.occupied
     }
 
-    /// Live (usable) sessions now. O(1).
+    /// Whether `id` is a spare: launched (or being launched) for nobody and not handed
+    /// out yet. O(spares).
+    pub fn is_spare(&self, id: SessionId) -> bool {
+        self.spares.is_ready(id) || self.spares.is_launching(id)
+    }
+
+    /// Ready spares, oldest first.
+    pub fn spare_ids(&self) -> Vec<SessionId> {
+        self.spares.ready_ids().collect()
+    }
+
+    /// Spare launches in flight, oldest first.
+    pub fn spare_launch_ids(&self) -> Vec<SessionId> {
+        self.spares.launching_ids().collect()
+    }
+
+    /// Live (usable) sessions now, ready spares not included. O(1).
     pub fn live_count(&self) -> usize {
         self.by_activity.len()
     }
@@ -370,11 +403,14 @@ impl Lifecycle {
             waiting: self.waiters.len(),
             occupied: self.occupied,
             totals: self.totals.clone(),
+            spares_ready: self.spares.ready_len(),
+            spares_launching: self.spares.launching_len(),
             ..MachineStats::default()
         };
         for (h, _) in self.table.iter() {
             match h.tag {
                 Tag::Launching => st.launching += 1,
+                Tag::Live if self.config.spares > 0 && self.spares.is_ready(h.id) => {}
                 Tag::Live => {
                     st.live += 1;
                     if h.activity.is_busy() {
@@ -408,10 +444,17 @@ impl Lifecycle {
             (Some(_), Some((key, _))) => Some(self.idle_deadline(key)),
             _ => None,
         };
-        [idle, self.timers.first_deadline(), self.recheck_at]
-            .into_iter()
-            .flatten()
-            .min()
+        let spares = self.spares.next_expiry(self.config.spare_max_age);
+        [
+            idle,
+            self.timers.first_deadline(),
+            self.recheck_at,
+            spares,
+            self.refill_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ----------------------------------------------------------------- commands
@@ -425,8 +468,27 @@ impl Lifecycle {
             self.reply(ticket, Err(AcquireError::ShuttingDown));
             return ticket;
         }
+        if self.config.spares > 0 {
+            if let Some(id) = self.spares.take_ready() {
+                // Ready spares and waiters never coexist: a spare that comes up while
+                // requests wait goes to the first of them.
+                self.totals.spare_hits += 1;
+                self.hand_out(now, ticket, owner, id);
+                self.refill(now);
+                return ticket;
+            }
+            self.totals.spare_misses += 1;
+            if self.waiters.is_empty() {
+                if let Some(id) = self.spares.take_launching() {
+                    self.adopt(ticket, owner, id);
+                    self.refill(now);
+                    return ticket;
+                }
+            }
+        }
         if self.waiters.is_empty() && self.occupied < self.config.max_browsers {
             self.launch(now, ticket, owner);
+            self.refill(now);
             return ticket;
         }
         let timeout = match self.config.capacity_policy {
@@ -468,10 +530,12 @@ impl Lifecycle {
     }
 
     /// A client asks for `id` to be destroyed.
+    /// A ready spare may be destroyed too (it is replaced).
     pub fn destroy(&mut self, now: Timestamp, id: SessionId) -> Result<(), SessionError> {
         match self.table.hot(id).map(|h| h.tag) {
             Some(Tag::Live) => {
                 self.teardown(now, id, EndReason::Destroyed);
+                self.refill(now);
                 Ok(())
             }
             Some(Tag::Launching) => Err(SessionError::Unknown { id }),
@@ -549,6 +613,11 @@ impl Lifecycle {
         for id in self.by_activity.ids(&self.table) {
             self.teardown(now, id, EndReason::Shutdown);
         }
+        // Ready spares end like any session; spare launches in flight are torn down when
+        // they report, like every launch.
+        while let Some(id) = self.spares.take_ready() {
+            self.teardown(now, id, EndReason::Shutdown);
+        }
         // Directories waiting for a retry are retried now rather than after the backoff.
         for id in self.tracked_ids() {
             if let Some(e) = self.table.get_mut(id) {
@@ -593,6 +662,7 @@ impl Lifecycle {
             Input::RetireHint { id } => self.check_retire(now, id),
             Input::Cancel { ticket } => self.on_cancel(now, ticket),
         }
+        self.refill(now);
     }
 
     /// Act on every deadline at or before `now`: idle reaps, retirements, owner grace
@@ -618,6 +688,11 @@ impl Lifecycle {
             self.make_room(now);
             self.serve_waiters(now);
         }
+        while let Some(id) = self.spares.expired(now, self.config.spare_max_age) {
+            tracing::info!(session = %id, "retiring spare unused for spare_max_age");
+            self.teardown(now, id, EndReason::Retired(RetireCause::SpareMaxAge));
+        }
+        self.refill(now);
     }
 
     // ----------------------------------------------------------------- internals
@@ -642,17 +717,26 @@ impl Lifecycle {
         self.actions.push_back(Action::Reply { ticket, result });
     }
 
-    fn launch(&mut self, now: Timestamp, ticket: Ticket, owner: Option<OwnerKey>) {
+    fn launch(&mut self, now: Timestamp, ticket: Ticket, owner: Option<OwnerKey>) -> SessionId {
+        self.start_launch(now, ticket, false, owner)
+    }
+
+    /// Start a launch. A spare launch is `(SPARE_TICKET, cancelled: true)`: no reply is
+    /// owed for it until a request takes it over ([`Lifecycle::adopt`]).
+    fn start_launch(
+        &mut self,
+        now: Timestamp,
+        ticket: Ticket,
+        cancelled: bool,
+        owner: Option<OwnerKey>,
+    ) -> SessionId {
         let id = SessionId(self.next_id);
         self.next_id += 1;
         if let Some(o) = &owner {
             self.owners.entry(o.clone()).or_default().insert(id);
         }
         let activity = self.fresh_cell(now);
-        let state = State::Launching {
-            ticket,
-            cancelled: false,
-        };
+        let state = State::Launching { ticket, cancelled };
         self.table
             .insert(id, activity, Cold::new(state, owner, now));
         self.occupied += 1;
@@ -661,6 +745,7 @@ impl Lifecycle {
             id,
             dir: self.dirs.dir(id),
         });
+        id
     }
 
     /// An activity cell stamped at `now` for a new session: the next one of the current
@@ -702,6 +787,11 @@ impl Lifecycle {
     }
 
     fn on_launched(&mut self, now: Timestamp, id: SessionId) {
+        if self.spares.launch_ended(id) {
+            self.on_spare_launched(now, id);
+            return;
+        }
+        self.spares.launch_succeeded();
         let shutting_down = self.shutting_down;
         let retire_after = self.config.max_lifetime;
         let Some(mut e) = self.table.get_mut(id) else {
@@ -738,6 +828,9 @@ impl Lifecycle {
         let State::Launching { ticket, cancelled } = e.cold.state else {
             return;
         };
+        // A spare launch is `cancelled`, so no reply is owed for it below.
+        self.spares.launch_ended(id);
+        self.spares.launch_failed(now);
         let end = EndReason::LaunchFailed {
             reason: reason.clone(),
         };
@@ -790,6 +883,10 @@ impl Lifecycle {
     fn teardown_inline(&mut self, _now: Timestamp, id: SessionId, reason: EndReason) {
         let grace = self.config.kill_grace;
         let kill_timeout = self.config.kill_timeout;
+        if self.table.hot(id).is_none_or(|h| h.tag != Tag::Live) {
+            return;
+        }
+        let spare = self.spares.forget(id);
         let Some(mut e) = self.table.get_mut(id) else {
             return;
         };
@@ -797,6 +894,9 @@ impl Lifecycle {
         // the state replaced below (Live) owns nothing to drop.
         if !matches!(e.cold.state, State::Live) {
             return;
+        }
+        if spare {
+            tracing::info!(session = %id, reason = reason.label(), "spare ends unused");
         }
         let crashed = matches!(reason, EndReason::Crashed { .. });
         // A crashed browser has nothing left to close gracefully.
@@ -1185,7 +1285,9 @@ impl Lifecycle {
         let on_the_way = self.stopping - self.stalled;
         let mut needed = self.waiters.len().saturating_sub(on_the_way + free);
         while needed > 0 {
-            let Some(victim) = self.lru_idle(now) else {
+            // A ready spare is the first victim (it holds no client's work); there is
+            // normally none while requests wait, since a spare that comes up goes to them.
+            let Some(victim) = self.spares.take_ready().or_else(|| self.lru_idle(now)) else {
                 break;
             };
             tracing::info!(session = %victim, "evicting least recently used session");
@@ -1222,6 +1324,13 @@ impl Lifecycle {
     }
 
     fn serve_waiters(&mut self, now: Timestamp) {
+        while !self.waiters.is_empty() && self.spares.ready_len() > 0 {
+            let (Some(w), Some(id)) = (self.waiters.pop_front(), self.spares.take_ready()) else {
+                break;
+            };
+            self.timers.remove(w.deadline, Timer::Waiter(w.ticket));
+            self.hand_out(now, w.ticket, w.owner, id);
+        }
         while self.occupied < self.config.max_browsers {
             let Some(w) = self.waiters.pop_front() else {
                 break;
@@ -1234,24 +1343,113 @@ impl Lifecycle {
         }
     }
 
+    // ----------------------------------------------------------------- spares
+
+    /// When a spare launch may start, if one is wanted and could start: a deficit
+    /// (`ready + launching < spares`), fewer than
+    /// [`PoolConfig::SPARE_LAUNCH_CONCURRENCY`] spare launches in flight, a free slot, no
+    /// request waiting, not shutting down. The time is the end of the backoff, or
+    /// [`Timestamp::ZERO`] (now) without one.
+    fn refill_due(&self) -> Option<Timestamp> {
+        let wanted = self.config.spares;
+        let have = self.spares.ready_len() + self.spares.launching_len();
+        let possible = have < wanted
+            && self.spares.launching_len() < PoolConfig::SPARE_LAUNCH_CONCURRENCY
+            && self.occupied < self.config.max_browsers
+            && self.waiters.is_empty()
+            && !self.shutting_down;
+        possible.then(|| self.spares.backoff_until().unwrap_or(Timestamp::ZERO))
+    }
+
+    /// Start the spare launches that are due (see [`Lifecycle::refill_due`]).
+    fn refill(&mut self, now: Timestamp) {
+        while self.refill_due().is_some_and(|at| at <= now) {
+            let id = self.start_launch(now, SPARE_TICKET, true, None);
+            self.spares.launch_started(id);
+            self.totals.spare_launches += 1;
+            tracing::debug!(session = %id, "launching a spare");
+        }
+    }
+
+    /// Give ready spare `id` (never handed out before) to the request `ticket`: from now
+    /// on it is an ordinary live session of `owner`.
+    fn hand_out(&mut self, now: Timestamp, ticket: Ticket, owner: Option<OwnerKey>, id: SessionId) {
+        if let Some(o) = &owner {
+            self.owners.entry(o.clone()).or_default().insert(id);
+        }
+        if let Some(e) = self.table.get_mut(id) {
+            e.cold.owner = owner;
+            e.hot.activity.touch(now);
+        }
+        self.index(id, now);
+        tracing::debug!(session = %id, "handing out a spare");
+        self.reply(ticket, Ok(id));
+    }
+
+    /// Let the request `ticket` take over spare launch `id`: it is answered when the
+    /// launch reports, like a launch of its own.
+    fn adopt(&mut self, ticket: Ticket, owner: Option<OwnerKey>, id: SessionId) {
+        if let Some(o) = &owner {
+            self.owners.entry(o.clone()).or_default().insert(id);
+        }
+        if let Some(e) = self.table.get_mut(id) {
+            e.cold.owner = owner;
+            e.cold.state = State::Launching {
+                ticket,
+                cancelled: false,
+            };
+        }
+        tracing::debug!(session = %id, "request takes over a spare launch");
+    }
+
+    /// Spare launch `id` is up: it goes to the first waiting request if there is one
+    /// (never-used either way), else it waits as a ready spare.
+    fn on_spare_launched(&mut self, now: Timestamp, id: SessionId) {
+        self.spares.launch_succeeded();
+        let retire_after = self.config.max_lifetime;
+        let Some(mut e) = self.table.get_mut(id) else {
+            return;
+        };
+        if !matches!(e.cold.state, State::Launching { .. }) {
+            return;
+        }
+        e.set_state(State::Live);
+        e.cold.launched_at = now;
+        e.hot.activity.touch(now);
+        if let Some(life) = retire_after {
+            let at = now.saturating_add(life);
+            e.cold.retire_at = Some(at);
+            self.timers.insert(at, Timer::Retire(id));
+        }
+        self.launching -= 1;
+        self.totals.created += 1;
+        self.spares.push_ready(id, now);
+        if self.shutting_down {
+            self.teardown(now, id, EndReason::Shutdown);
+        } else {
+            self.serve_waiters(now);
+        }
+    }
+
     /// Debug check of internal counters against the session map; for tests (feature
     /// `testing`).
     #[cfg(any(test, feature = "testing"))]
     pub fn check_invariants(&self) -> Result<(), String> {
         let st = self.stats();
-        let tracked = st.launching + st.live + st.stopping + st.removing;
+        let tracked = st.launching + st.live + st.spares_ready + st.stopping + st.removing;
         if tracked != self.table.len() {
             return Err(format!(
                 "session table counts {} sessions, its slots hold {tracked}",
                 self.table.len()
             ));
         }
-        if st.launching + st.live + st.stopping != self.occupied {
+        if st.launching + st.live + st.spares_ready + st.stopping != self.occupied {
             return Err(format!(
-                "occupied {} != launching {} + live {} + stopping {}",
-                self.occupied, st.launching, st.live, st.stopping
+                "occupied {} != launching {} + live {} + spares {} + stopping {}",
+                self.occupied, st.launching, st.live, st.spares_ready, st.stopping
             ));
         }
+        self.check_spares()?;
         if self.occupied > self.config.max_browsers {
             return Err(format!(
                 "occupied {} > max_browsers {}",
@@ -1275,6 +1473,50 @@ impl Lifecycle {
             ));
         }
         let _ = self.timers.len();
+        Ok(())
+    }
+}
+
+impl Lifecycle {
+    /// The spares' invariants: every ready spare is live, unindexed, never used and not
+    /// owned; every spare launch is launching and owes no reply; ready + launching <=
+    /// `spares`; launches <= the concurrency bound; no request waits while a spare is
+    /// ready.
+    fn check_spares(&self) -> Result<(), String> {
+        for id in self.spares.ready_ids() {
+            let Some((h, c)) = self.table.get(id) else {
+                return Err(format!("ready spare {id} is not in the table"));
+            };
+            if h.tag != Tag::Live || h.placed != Placed::No {
+                return Err(format!("ready spare {id} is {:?}/{:?}", h.tag, h.placed));
+            }
+            if h.activity.uses() != 0 || h.activity.is_busy() || c.owner.is_some() {
+                return Err(format!("ready spare {id} was used or owned"));
+            }
+        }
+        for id in self.spares.launching_ids() {
+            match self.table.get(id) {
+                Some((_, c)) if matches!(c.state, State::Launching { ticket, cancelled: true } if ticket == SPARE_TICKET) =>
+                    {}
+                _ => return Err(format!("spare launch {id} is not a launch for nobody")),
+            }
+        }
+        let (ready, launching) = (self.spares.ready_len(), self.spares.launching_len());
+        if ready + launching > self.config.spares {
+            return Err(format!(
+                "{ready} ready + {launching} launching spares > spares {}",
+                self.config.spares
+            ));
+        }
+        if launching > PoolConfig::SPARE_LAUNCH_CONCURRENCY {
+            return Err(format!("{launching} spare launches in flight"));
+        }
+        if ready > 0 && !self.waiters.is_empty() {
+            return Err(format!(
+                "{ready} spares ready while {} requests wait",
+                self.waiters.len()
+            ));
+        }
         Ok(())
     }
 }

@@ -979,3 +979,5 @@ fn reclaim_cancels_a_pending_release() {
     assert_eq!(h.m.phase(SessionId(1)), Some(Phase::Live));
     assert!(!h.m.reclaim(SessionId(99)), "unknown id");
 }
+
+mod spares;

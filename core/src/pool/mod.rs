@@ -372,6 +372,8 @@ impl<L: ProcessLauncher> Pool<L> {
             stopping: m.stopping,
             removing: m.removing,
             waiting: m.waiting,
+            spares_ready: m.spares_ready,
+            spares_launching: m.spares_launching,
             totals: m.totals,
             drop_recovered: self.inner.recovered.load(Ordering::Relaxed),
             swept: self.inner.swept.load(Ordering::Relaxed),

@@ -275,13 +275,14 @@ fn real_main() -> Result<ExitCode, String> {
                 runs as f64 / wall.max(1e-9)
             );
             println!(
-                "coverage: idle reaps {}, evictions {}, kill escalations {}, sweep orphan kills {}, crashes during sweep {}, owner releases {}",
+                "coverage: idle reaps {}, evictions {}, kill escalations {}, sweep orphan kills {}, crashes during sweep {}, owner releases {}, spare hand-outs {}",
                 coverage.idle_reaps,
                 coverage.evictions,
                 coverage.kill_escalations,
                 coverage.sweep_orphans_killed,
                 coverage.crashes_during_sweep,
-                coverage.owner_releases
+                coverage.owner_releases,
+                coverage.spare_handouts
             );
             if !missing.is_empty() {
                 println!("coverage FAILED: never happened: {}", missing.join(", "));

@@ -220,7 +220,7 @@ impl Sim<'_> {
         if self.opts.sabotage.lose_replies && result.is_ok() {
             return;
         }
-        let (client, _) = self.tickets.remove(&ticket).unwrap_or((None, 0));
+        let (client, since) = self.tickets.remove(&ticket).unwrap_or((None, self.now));
         let live_client = client.filter(|c| {
             self.clients
                 .get(*c as usize)
@@ -228,7 +228,9 @@ impl Sim<'_> {
         });
         match result {
             Ok(h) => {
+                let h = self.sabotage_hand_out_used(h);
                 let id = h.id;
+                self.check_handout(&h, since);
                 if let Some(s) = self.slots.get_mut(&id) {
                     s.last_ms = Some(self.now);
                 }

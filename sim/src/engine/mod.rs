@@ -180,6 +180,10 @@ pub struct Sabotage {
     /// Clients stamp activity around their operations but do not mark them in flight
     /// (`touch` instead of `begin_op`): a long operation looks idle to the pool.
     pub ops_not_marked: bool,
+    /// Hand a used browser out again: a successful reply names the most recently
+    /// handed-out session that is still live instead of the pool's answer (what
+    /// browserless v1's keep-alive did with used browsers).
+    pub hand_out_used: bool,
 }
 
 /// One point of the resource curve (every 10 simulated minutes).
@@ -210,6 +214,10 @@ pub struct Coverage {
     pub crashes_during_sweep: u64,
     /// Sessions released after their owner disconnected.
     pub owner_releases: u64,
+    /// Hand-outs of a browser launched before its request came (a prewarmed spare).
+    pub spare_handouts: u64,
+    /// Runs whose managed pool keeps spares (`spare_handouts` is expected only then).
+    pub runs_with_spares: u64,
 }
 
 impl Coverage {
@@ -221,6 +229,8 @@ impl Coverage {
         self.sweep_orphans_killed += o.sweep_orphans_killed;
         self.crashes_during_sweep += o.crashes_during_sweep;
         self.owner_releases += o.owner_releases;
+        self.spare_handouts += o.spare_handouts;
+        self.runs_with_spares += o.runs_with_spares;
     }
 
     /// Names of the interesting events that never happened.
@@ -233,8 +243,9 @@ impl Coverage {
             ("orphan killed by a sweep", self.sweep_orphans_killed),
             ("crash during a sweep", self.crashes_during_sweep),
             ("owner release", self.owner_releases),
+            ("spare hand-out", self.spare_handouts),
         ] {
-            if c == 0 {
+            if c == 0 && (n != "spare hand-out" || self.runs_with_spares > 0) {
                 v.push(n);
             }
         }
@@ -488,6 +499,10 @@ struct Sim<'a> {
     event_index: u64,
     violations: BTreeMap<&'static str, Violation>,
     idle_reported: BTreeSet<(u32, SessionId)>,
+    /// Sessions handed out to a client, by incarnation (the `spare-once` oracle).
+    handed: BTreeSet<(u32, SessionId)>,
+    /// Hand-outs in order, for the `hand_out_used` sabotage.
+    handed_order: Vec<SessionId>,
     failure_context: Vec<String>,
     ring: VecDeque<Line>,
     trace: Vec<String>,
@@ -663,6 +678,8 @@ impl<'a> Sim<'a> {
             event_index: 0,
             violations: BTreeMap::new(),
             idle_reported: BTreeSet::new(),
+            handed: BTreeSet::new(),
+            handed_order: Vec::new(),
             failure_context: Vec::new(),
             ring: VecDeque::with_capacity(RING),
             trace: Vec::new(),

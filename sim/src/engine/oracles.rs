@@ -35,7 +35,10 @@ impl Sim<'_> {
     }
 
     pub(super) fn converge(&mut self) {
-        let tracked = self.tracked();
+        // With prewarmed spares, the pool keeps its spares (never used, at most
+        // `spares`, replaced after `spare_max_age`): only they, their trees and their
+        // directories may remain.
+        let (tracked, spare_like) = self.spare_split();
         let (trees, procs) = self.w().ours_live();
         let dirs = self
             .w()
@@ -43,14 +46,24 @@ impl Sim<'_> {
             .into_iter()
             .filter(|(p, _, k)| *k == browserpool::EntryKind::Dir && !self.sweep_failed.contains(p))
             .count();
-        let ok = tracked == 0 && trees == 0 && dirs == 0 && self.server_up;
+        let allowed = spare_like.min(2 * self.config.spares);
+        let ok = tracked == 0
+            && spare_like <= 2 * self.config.spares
+            && trees <= allowed as u64
+            && dirs <= allowed
+            && self.server_up;
         self.tr(Tr::Converged { ok });
         if !ok {
             self.violate(
                 oracle::CONVERGENCE,
                 format!(
-                    "{} after faults and clients stopped: {tracked} sessions, {trees} browser trees ({procs} processes), {dirs} directories of ours remain{}",
+                    "{} after faults and clients stopped: {tracked} sessions{}, {trees} browser trees ({procs} processes), {dirs} directories of ours remain{}",
                     fmt_time(self.converge_bound_ms),
+                    if self.config.spares > 0 {
+                        format!(" (and {spare_like} spares)")
+                    } else {
+                        String::new()
+                    },
                     if self.server_up { "" } else { "; the server is down" }
                 ),
             );
@@ -171,6 +184,58 @@ impl Sim<'_> {
         }
     }
 
+    /// A successful reply handed session `h` to a client whose request came at `since`:
+    /// the `spare-once` oracle, from the world's facts (the tree's served operations),
+    /// not from what the pool says.
+    pub(super) fn check_handout(&mut self, h: &Handout, since: u64) {
+        let (inc, id) = (self.inc, h.id);
+        if !self.handed.insert((inc, id)) {
+            self.violate(
+                oracle::SPARE_ONCE,
+                format!("session i{inc}/{id} handed out a second time"),
+            );
+        }
+        self.handed_order.push(id);
+        let tree = h.tree.or_else(|| self.slots.get(&id).and_then(|s| s.tree));
+        let facts = tree.and_then(|(p, g)| self.w().tree(p, g).map(|t| (t.uses, t.started)));
+        if let Some((uses, started)) = facts {
+            if uses > 0 {
+                self.violate(
+                    oracle::SPARE_ONCE,
+                    format!(
+                        "session i{inc}/{id} handed out with a browser that already served {uses} client operations"
+                    ),
+                );
+            }
+            if started.0 < since {
+                self.coverage.spare_handouts += 1;
+            }
+        }
+    }
+
+    /// The `hand_out_used` sabotage: answer with the most recently handed-out session
+    /// that is still live instead of `h`.
+    pub(super) fn sabotage_hand_out_used(&mut self, h: Handout) -> Handout {
+        if !self.opts.sabotage.hand_out_used {
+            return h;
+        }
+        let used = self
+            .handed_order
+            .iter()
+            .rev()
+            .copied()
+            .find(|id| *id != h.id && self.is_live(*id));
+        match used {
+            Some(id) => Handout {
+                id,
+                activity: None,
+                tree: None,
+                lease: None,
+            },
+            None => h,
+        }
+    }
+
     pub(super) fn check_oracles(&mut self) {
         let foreign = self.w().take_violations();
         for v in foreign {
@@ -178,6 +243,23 @@ impl Sim<'_> {
         }
         if !self.server_up {
             return;
+        }
+        if self.config.spares > 0 {
+            let (ready, occupied) = self.spare_gauges();
+            if ready > self.config.spares {
+                self.violate(
+                    oracle::SPARE_BOUND,
+                    format!("{ready} spares ready > spares {}", self.config.spares),
+                );
+            } else if occupied > self.config.max_browsers {
+                self.violate(
+                    oracle::SPARE_BOUND,
+                    format!(
+                        "{ready} spares + sessions = {occupied} > max_browsers {}",
+                        self.config.max_browsers
+                    ),
+                );
+            }
         }
         // capacity
         let max = self.config.max_browsers;

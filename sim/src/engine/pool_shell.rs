@@ -208,6 +208,12 @@ impl PoolRun {
         self.pool.stats()
     }
 
+    /// Sessions the pool tracks that are not spares' (ready spares are not listed in
+    /// `live`, spare launches are; see `Sim::non_spare_tracked`).
+    pub(super) fn sessions(&self) -> Vec<browserpool::SessionInfo> {
+        self.pool.sessions()
+    }
+
     pub(super) fn is_live(&self, id: SessionId) -> bool {
         self.pool.session(id).is_ok()
     }

@@ -80,7 +80,10 @@ impl Sim<'_> {
             trace: std::mem::take(&mut self.trace),
             trace_hash: self.hasher.finish(),
             failure_context: std::mem::take(&mut self.failure_context),
-            coverage: self.coverage,
+            coverage: Coverage {
+                runs_with_spares: u64::from(self.config.spares > 0),
+                ..self.coverage
+            },
             faults: self.faults.clone(),
             simulated_ms: self.end_ms,
         }

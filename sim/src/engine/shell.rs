@@ -1,6 +1,7 @@
 //! What the engine asks of the running server, whichever shell carries it out.
 
 use super::*;
+use browserpool::{EndReason, RetireCause};
 
 impl Sim<'_> {
     // ------------------------------------------------------------------ the shell
@@ -63,8 +64,8 @@ impl Sim<'_> {
     pub(super) fn occupied(&self) -> usize {
         if let Some(run) = &self.pool {
             let s = run.stats();
-            return (s.launching + s.live + s.stopping)
-                .max(s.live + s.stopping + self.tickets.len());
+            return (s.launching + s.live + s.spares_ready + s.stopping)
+                .max(s.live + s.spares_ready + s.stopping + self.tickets.len());
         }
         self.machine.as_ref().map_or(0, |m| m.occupied())
     }
@@ -79,13 +80,55 @@ impl Sim<'_> {
             .is_some_and(|m| m.phase(id) == Some(browserpool::Phase::Live))
     }
 
-    /// Sessions the running server still tracks, in any phase.
-    pub(super) fn tracked(&self) -> usize {
+    /// `(others, spare_like)`: sessions the running server tracks that have nothing to do
+    /// with spares, and those that do (a ready spare, a spare launch in flight, or a
+    /// spare being retired after `spare_max_age`). The convergence oracle allows only
+    /// the latter to remain.
+    pub(super) fn spare_split(&self) -> (usize, usize) {
+        let retiring =
+            |r: Option<&EndReason>| matches!(r, Some(EndReason::Retired(RetireCause::SpareMaxAge)));
         if let Some(run) = &self.pool {
             let s = run.stats();
-            return s.launching + s.live + s.stopping + s.removing;
+            let retiring = run
+                .sessions()
+                .iter()
+                .filter(|i| retiring(i.ending.as_ref()))
+                .count();
+            let spare_like = s.spares_ready + s.spares_launching + retiring;
+            let all = s.launching + s.live + s.spares_ready + s.stopping + s.removing;
+            return (all - spare_like, spare_like);
         }
-        self.machine.as_ref().map_or(0, |m| m.tracked_ids().len())
+        let Some(m) = self.machine.as_ref() else {
+            return (0, 0);
+        };
+        let ids = m.tracked_ids();
+        let spare_like = ids
+            .iter()
+            .filter(|id| {
+                m.is_spare(**id)
+                    || (matches!(
+                        m.phase(**id),
+                        Some(browserpool::Phase::Stopping | browserpool::Phase::Removing)
+                    ) && retiring(m.end_reason(**id)))
+            })
+            .count();
+        (ids.len() - spare_like, spare_like)
+    }
+
+    /// Ready spares of the running server, and the gauges `spare-bound` checks:
+    /// `(ready, occupied)` where occupied counts every process tree against
+    /// `max_browsers` (spares included, requests on their way not).
+    pub(super) fn spare_gauges(&self) -> (usize, usize) {
+        if let Some(run) = &self.pool {
+            let s = run.stats();
+            return (
+                s.spares_ready,
+                s.launching + s.live + s.spares_ready + s.stopping,
+            );
+        }
+        self.machine
+            .as_ref()
+            .map_or((0, 0), |m| (m.spare_ids().len(), m.occupied()))
     }
 
     /// The running server's totals.

@@ -64,6 +64,7 @@ fn pool(c: &mut Check, side: &str, p: &PoolSpec, host: &Host) {
         ("kill_grace_secs", p.kill_grace_secs, true),
         ("kill_timeout_secs", p.kill_timeout_secs, false),
         ("legacy_min_age_secs", p.legacy_min_age_secs, false),
+        ("spare_max_age_secs", p.spare_max_age_secs, false),
     ] {
         c.secs(&f(name), v);
         // Times are kept in whole milliseconds: a positive value below 1 ms would
@@ -88,6 +89,7 @@ fn pool(c: &mut Check, side: &str, p: &PoolSpec, host: &Host) {
     );
     c.range(&f("max_browsers"), p.max_browsers as f64, 1.0, 100_000.0);
     c.range(&f("kill_attempts"), f64::from(p.kill_attempts), 1.0, 1000.0);
+    c.range(&f("spares"), p.spares as f64, 0.0, 100_000.0);
     if c.0.is_ok() {
         let config = p.to_config(PathBuf::from(&host.root), &host.prefix);
         if let Err(e) = config.validate() {
