@@ -204,9 +204,8 @@ pub enum SessionError {
 /// [`source()`](std::error::Error::source), so callers can walk down to the OS error.
 /// Equality compares what the pool acts on (`op`, `path`, `kind`, `message`), not the
 /// source.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
-#[error("{op} {}: {kind:?}: {message}", path.as_ref().map(|p| p.display().to_string()).unwrap_or_default())]
 pub struct BackendError {
     /// What was being done ("launch", "kill", "remove", ...).
     pub op: &'static str,
@@ -217,8 +216,27 @@ pub struct BackendError {
     /// The backend's own description.
     pub message: String,
     /// The I/O error this was made from, if any.
-    #[source]
     pub source: Option<Arc<std::io::Error>>,
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        write!(f, "{} {path}: {:?}: {}", self.op, self.kind, self.message)
+    }
+}
+
+impl std::error::Error for BackendError {
+    /// The [`std::io::Error`] itself (not its `Arc`), so callers can downcast to it.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl PartialEq for BackendError {

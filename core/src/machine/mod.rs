@@ -792,13 +792,28 @@ impl Lifecycle {
             return;
         }
         self.spares.launch_succeeded();
-        let shutting_down = self.shutting_down;
-        let retire_after = self.config.max_lifetime;
-        let Some(mut e) = self.table.get_mut(id) else {
+        let Some((ticket, cancelled)) = self.go_live(now, id) else {
             return;
         };
+        self.index(id, now);
+        if self.shutting_down {
+            self.reply(ticket, Err(AcquireError::ShuttingDown));
+            self.teardown(now, id, EndReason::Shutdown);
+        } else if cancelled {
+            self.teardown(now, id, EndReason::Abandoned);
+        } else {
+            self.reply(ticket, Ok(id));
+        }
+    }
+
+    /// Launch `id` is up: make it live (stamped now, its `max_lifetime` armed) and count
+    /// it. Returns the request it was launched for and whether that was cancelled, or
+    /// `None` if `id` was not launching. The caller places it (index, spare list).
+    fn go_live(&mut self, now: Timestamp, id: SessionId) -> Option<(Ticket, bool)> {
+        let retire_after = self.config.max_lifetime;
+        let mut e = self.table.get_mut(id)?;
         let State::Launching { ticket, cancelled } = e.cold.state else {
-            return;
+            return None;
         };
         e.set_state(State::Live);
         e.cold.launched_at = now;
@@ -808,17 +823,9 @@ impl Lifecycle {
             e.cold.retire_at = Some(at);
             self.timers.insert(at, Timer::Retire(id));
         }
-        self.index(id, now);
         self.launching -= 1;
         self.totals.created += 1;
-        if shutting_down {
-            self.reply(ticket, Err(AcquireError::ShuttingDown));
-            self.teardown(now, id, EndReason::Shutdown);
-        } else if cancelled {
-            self.teardown(now, id, EndReason::Abandoned);
-        } else {
-            self.reply(ticket, Ok(id));
-        }
+        Some((ticket, cancelled))
     }
 
     fn on_launch_failed(&mut self, now: Timestamp, id: SessionId, reason: String) {
@@ -1406,23 +1413,9 @@ impl Lifecycle {
     /// (never-used either way), else it waits as a ready spare.
     fn on_spare_launched(&mut self, now: Timestamp, id: SessionId) {
         self.spares.launch_succeeded();
-        let retire_after = self.config.max_lifetime;
-        let Some(mut e) = self.table.get_mut(id) else {
-            return;
-        };
-        if !matches!(e.cold.state, State::Launching { .. }) {
+        if self.go_live(now, id).is_none() {
             return;
         }
-        e.set_state(State::Live);
-        e.cold.launched_at = now;
-        e.hot.activity.touch(now);
-        if let Some(life) = retire_after {
-            let at = now.saturating_add(life);
-            e.cold.retire_at = Some(at);
-            self.timers.insert(at, Timer::Retire(id));
-        }
-        self.launching -= 1;
-        self.totals.created += 1;
         self.spares.push_ready(id, now);
         if self.shutting_down {
             self.teardown(now, id, EndReason::Shutdown);
