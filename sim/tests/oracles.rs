@@ -13,16 +13,8 @@ use browserpool_sim::world::{KillBehaviour, Owner, World, WorldConfig};
 
 const SHELLS: [Shell; 2] = [Shell::Machine, Shell::Pool];
 
-fn managed(sc: &Scenario, seed: u64) -> Vec<String> {
-    managed_on(Shell::Machine, sc, seed)
-}
-
 fn managed_on(shell: Shell, sc: &Scenario, seed: u64) -> Vec<String> {
     sabotaged_on(shell, sc, seed, Sabotage::default())
-}
-
-fn sabotaged(sc: &Scenario, seed: u64, sabotage: Sabotage) -> Vec<String> {
-    sabotaged_on(Shell::Machine, sc, seed, sabotage)
 }
 
 fn sabotaged_on(shell: Shell, sc: &Scenario, seed: u64, sabotage: Sabotage) -> Vec<String> {
@@ -155,96 +147,103 @@ fn hung_kill() -> Scenario {
     sc
 }
 
+/// On each of `shells`: with `sabotage` switched on, every one of `oracles` fires on
+/// `sc` at `seed`; and, when `clean_first`, the same run without sabotage is clean, so the
+/// violation is the sabotage's doing.
+fn assert_sabotage_fires(
+    shells: &[Shell],
+    sc: &Scenario,
+    seed: u64,
+    clean_first: bool,
+    sabotage: Sabotage,
+    oracles: &[&str],
+) {
+    for &shell in shells {
+        if clean_first {
+            assert_eq!(
+                managed_on(shell, sc, seed),
+                Vec::<String>::new(),
+                "{shell:?}"
+            );
+        }
+        let v = sabotaged_on(shell, sc, seed, sabotage);
+        for o in oracles {
+            assert!(v.contains(&(*o).to_owned()), "{shell:?} {o}: {v:?}");
+        }
+    }
+}
+
 #[test]
 fn a_shell_that_reports_gone_too_early_fails_exactly_once() {
-    let sc = hung_kill();
-    assert_eq!(managed(&sc, 2), Vec::<String>::new());
-    let v = sabotaged(
-        &sc,
+    let sabotage = Sabotage {
+        premature_gone: true,
+        ..Sabotage::default()
+    };
+    assert_sabotage_fires(
+        &[Shell::Machine],
+        &hung_kill(),
         2,
-        Sabotage {
-            premature_gone: true,
-            ..Sabotage::default()
-        },
+        true,
+        sabotage,
+        &[oracle::EXACTLY_ONCE],
     );
-    assert!(v.contains(&oracle::EXACTLY_ONCE.to_owned()), "{v:?}");
 }
 
 #[test]
 fn a_shell_whose_kills_do_nothing_fails_capacity_and_convergence() {
-    let sc = hung_kill();
-    let v = sabotaged(
-        &sc,
+    let sabotage = Sabotage {
+        kill_does_nothing: true,
+        ..Sabotage::default()
+    };
+    let oracles = [oracle::EXACTLY_ONCE, oracle::CAPACITY, oracle::CONVERGENCE];
+    assert_sabotage_fires(
+        &[Shell::Machine],
+        &hung_kill(),
         2,
-        Sabotage {
-            kill_does_nothing: true,
-            ..Sabotage::default()
-        },
+        false,
+        sabotage,
+        &oracles,
     );
-    for o in [oracle::EXACTLY_ONCE, oracle::CAPACITY, oracle::CONVERGENCE] {
-        assert!(v.contains(&o.to_owned()), "{o}: {v:?}");
-    }
 }
 
 #[test]
 fn a_sweep_that_trusts_singleton_lock_pids_fails_foreign_touch() {
     let mut sc = Scenario::preset("crashy-server").unwrap();
     sc.duration_hours = 12.0;
-    for shell in SHELLS {
-        let v = sabotaged_on(
-            shell,
-            &sc,
-            1,
-            Sabotage {
-                trust_singleton_lock: true,
-                ..Sabotage::default()
-            },
-        );
-        assert!(
-            v.contains(&oracle::FOREIGN_TOUCH.to_owned()),
-            "{shell:?} {v:?}"
-        );
-    }
+    let sabotage = Sabotage {
+        trust_singleton_lock: true,
+        ..Sabotage::default()
+    };
+    assert_sabotage_fires(&SHELLS, &sc, 1, false, sabotage, &[oracle::FOREIGN_TOUCH]);
 }
 
 #[test]
 fn lost_replies_fail_answered() {
     let mut sc = Scenario::preset("steady").unwrap();
     sc.duration_hours = 6.0;
-    for shell in SHELLS {
-        let v = sabotaged_on(
-            shell,
-            &sc,
-            1,
-            Sabotage {
-                lose_replies: true,
-                ..Sabotage::default()
-            },
-        );
-        assert!(v.contains(&oracle::ANSWERED.to_owned()), "{shell:?} {v:?}");
-    }
+    let sabotage = Sabotage {
+        lose_replies: true,
+        ..Sabotage::default()
+    };
+    assert_sabotage_fires(&SHELLS, &sc, 1, false, sabotage, &[oracle::ANSWERED]);
 }
 
 #[test]
 fn refusing_at_capacity_under_evict_lru_fails_no_refusal_while_idle() {
     let mut sc = Scenario::preset("burst").unwrap();
     sc.duration_hours = 12.0;
-    for shell in SHELLS {
-        assert_eq!(managed_on(shell, &sc, 1), Vec::<String>::new(), "{shell:?}");
-        let v = sabotaged_on(
-            shell,
-            &sc,
-            1,
-            Sabotage {
-                refuse_when_full: true,
-                ..Sabotage::default()
-            },
-        );
-        assert!(
-            v.contains(&oracle::NO_REFUSAL_WHILE_IDLE.to_owned()),
-            "{shell:?} {v:?}"
-        );
-    }
+    let sabotage = Sabotage {
+        refuse_when_full: true,
+        ..Sabotage::default()
+    };
+    assert_sabotage_fires(
+        &SHELLS,
+        &sc,
+        1,
+        true,
+        sabotage,
+        &[oracle::NO_REFUSAL_WHILE_IDLE],
+    );
 }
 
 /// Steady traffic where one operation in five outlasts the idle timeout.
@@ -259,45 +258,29 @@ fn long_ops() -> Scenario {
 
 #[test]
 fn a_server_that_does_not_mark_operations_in_flight_fails_never_mid_operation() {
-    let sc = long_ops();
-    for shell in SHELLS {
-        // Marked operations are never cut short, however long they run.
-        assert_eq!(managed_on(shell, &sc, 3), Vec::<String>::new(), "{shell:?}");
-        // Stamped but not marked: a long operation looks idle and is reaped under it.
-        let v = sabotaged_on(
-            shell,
-            &sc,
-            3,
-            Sabotage {
-                ops_not_marked: true,
-                ..Sabotage::default()
-            },
-        );
-        assert!(
-            v.contains(&oracle::NEVER_MID_OPERATION.to_owned()),
-            "{shell:?} {v:?}"
-        );
-    }
+    // Marked operations are never cut short, however long they run; stamped but not
+    // marked, a long operation looks idle and is reaped under it.
+    let sabotage = Sabotage {
+        ops_not_marked: true,
+        ..Sabotage::default()
+    };
+    assert_sabotage_fires(
+        &SHELLS,
+        &long_ops(),
+        3,
+        true,
+        sabotage,
+        &[oracle::NEVER_MID_OPERATION],
+    );
 }
 
 #[test]
 fn handing_out_a_used_browser_fails_spare_once() {
     let mut sc = Scenario::preset("spares").unwrap();
     sc.duration_hours = 6.0;
-    for shell in SHELLS {
-        assert_eq!(managed_on(shell, &sc, 1), Vec::<String>::new(), "{shell:?}");
-        let v = sabotaged_on(
-            shell,
-            &sc,
-            1,
-            Sabotage {
-                hand_out_used: true,
-                ..Sabotage::default()
-            },
-        );
-        assert!(
-            v.contains(&oracle::SPARE_ONCE.to_owned()),
-            "{shell:?} {v:?}"
-        );
-    }
+    let sabotage = Sabotage {
+        hand_out_used: true,
+        ..Sabotage::default()
+    };
+    assert_sabotage_fires(&SHELLS, &sc, 1, true, sabotage, &[oracle::SPARE_ONCE]);
 }
