@@ -52,7 +52,7 @@ impl Spares {
 
     /// Whether `id` is a ready spare. O(ready spares), at most `spares`.
     pub(super) fn is_ready(&self, id: SessionId) -> bool {
-        !self.ready.is_empty() && self.ready.iter().any(|&(s, _)| s == id)
+        self.ready.iter().any(|&(s, _)| s == id)
     }
 
     /// Whether `id` is a spare launch in flight.
@@ -87,16 +87,7 @@ impl Spares {
 
     /// The launch of `id` ended (either way); whether it was a spare launch.
     pub(super) fn launch_ended(&mut self, id: SessionId) -> bool {
-        if self.launching.is_empty() {
-            return false;
-        }
-        match self.launching.iter().position(|&s| s == id) {
-            Some(pos) => {
-                self.launching.remove(pos);
-                true
-            }
-            None => false,
-        }
+        remove_first(&mut self.launching, |&s| s == id)
     }
 
     /// `id` is up and ready as a spare at `now`.
@@ -106,16 +97,7 @@ impl Spares {
 
     /// `id` stops being a ready spare (teardown began); whether it was one.
     pub(super) fn forget(&mut self, id: SessionId) -> bool {
-        if self.ready.is_empty() {
-            return false;
-        }
-        match self.ready.iter().position(|&(s, _)| s == id) {
-            Some(pos) => {
-                self.ready.remove(pos);
-                true
-            }
-            None => false,
-        }
+        remove_first(&mut self.ready, |&(s, _)| s == id)
     }
 
     /// When the oldest ready spare reaches `max_age`.
@@ -150,5 +132,16 @@ impl Spares {
     /// No spare launch may start before this.
     pub(super) fn backoff_until(&self) -> Option<Timestamp> {
         self.backoff_until
+    }
+}
+
+/// Remove the first element of `v` matching `pred`; whether one was found.
+fn remove_first<T>(v: &mut VecDeque<T>, pred: impl FnMut(&T) -> bool) -> bool {
+    match v.iter().position(pred) {
+        Some(pos) => {
+            v.remove(pos);
+            true
+        }
+        None => false,
     }
 }
