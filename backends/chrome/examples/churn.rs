@@ -59,9 +59,9 @@ use browserpool::{
     Action, BackendError, DirEntryInfo, EndReason, Filesystem, MarkerLock, MarkerState,
     OsFilesystem, Pool, PoolConfig, ProfileProbe, SessionId,
 };
-use browserpool_chrome::{procfs, ChromeConfig, ChromeLauncher, ChromeSession, SessionMatcher};
+use browserpool_chrome::{procfs, ChromeLauncher, ChromeSession, SessionMatcher};
 use clap::Parser;
-use support::bare_spawn_ms;
+use support::{bare_spawn_ms, chrome_config};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer as _;
 
@@ -678,7 +678,7 @@ async fn main() {
         .tempdir_in(args.root_in.clone().unwrap_or_else(std::env::temp_dir))
         .unwrap();
     let root: PathBuf = root_dir.path().to_owned();
-    let launcher = ChromeLauncher::new(ChromeConfig::default()).unwrap_or_else(|e| {
+    let launcher = ChromeLauncher::new(chrome_config()).unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(2)
     });
@@ -690,15 +690,13 @@ async fn main() {
         floor.push(bare_spawn_ms(&launcher, &dir));
     }
 
-    let config = PoolConfig {
-        max_browsers: args.max_browsers,
-        idle_timeout: Some(args.idle_timeout),
-        reap_interval: args.reap_interval,
-        tick: args.reap_interval.min(Duration::from_secs(1)),
-        root: root.clone(),
-        spares: args.spares,
-        ..PoolConfig::default()
-    };
+    let config = PoolConfig::default()
+        .with_max_browsers(args.max_browsers)
+        .with_idle_timeout(Some(args.idle_timeout))
+        .with_reap_interval(args.reap_interval)
+        .with_tick(args.reap_interval.min(Duration::from_secs(1)))
+        .with_root(root.clone())
+        .with_spares(args.spares);
     let fs = TimedFs {
         os: OsFilesystem::new(),
         timeline: timeline.clone(),

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use browserpool::{Filesystem, KillStage, LaunchSpec, OsFilesystem, ProcessLauncher, SessionId};
-use browserpool_chrome::{ChromeConfig, ChromeLauncher, SessionMatcher};
-use support::bare_spawn_ms;
+use browserpool_chrome::{ChromeLauncher, SessionMatcher};
+use support::{bare_spawn_ms, chrome_config};
 
 /// Files and bytes under `dir` (not following symlinks).
 fn size(dir: &Path) -> (u64, u64) {
@@ -156,11 +156,7 @@ async fn main() {
         .prefix("bpc-phases-")
         .tempdir_in(root_in)
         .unwrap();
-    let mut config = ChromeConfig::default();
-    if let Ok(extra) = std::env::var("CHROME_ARGS") {
-        config.args.extend(extra.split_whitespace().map(Into::into));
-    }
-    let launcher = ChromeLauncher::new(config).unwrap();
+    let launcher = ChromeLauncher::new(chrome_config()).unwrap();
     let fs = OsFilesystem::new();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!("root {}", root.path().display());

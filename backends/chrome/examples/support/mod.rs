@@ -1,11 +1,23 @@
-//! Shared by the examples: the launch floor.
+//! Shared by the examples: the Chromium configuration and the launch floor.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use browserpool_chrome::{parse_devtools_active_port, ChromeLauncher, SessionMatcher, PROFILE_DIR};
+use browserpool_chrome::{
+    parse_devtools_active_port, ChromeConfig, ChromeLauncher, SessionMatcher, PROFILE_DIR,
+};
+
+/// The default Chromium configuration plus the whitespace-separated flags in the
+/// `CHROME_ARGS` environment variable, for comparing flag sets with the same command.
+pub fn chrome_config() -> ChromeConfig {
+    let mut config = ChromeConfig::default();
+    if let Ok(extra) = std::env::var("CHROME_ARGS") {
+        config.args.extend(extra.split_whitespace().map(Into::into));
+    }
+    config
+}
 
 /// A bare spawn of the launcher's command, timed until `DevToolsActivePort` is complete;
 /// then everything of it is killed (by the matcher) and its directory removed.
