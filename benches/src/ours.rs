@@ -60,16 +60,14 @@ const INSTANCE: &str = "00000000be9c";
 /// 60 s reap interval, 1 s tick, `EvictLru`) with `max_browsers = n` and a root that is
 /// never touched (the machine performs no I/O).
 pub fn machine_config(n: usize) -> PoolConfig {
-    PoolConfig {
-        max_browsers: n.max(1),
-        idle_timeout: Some(Duration::from_millis(IDLE_MS)),
-        reap_interval: Duration::from_millis(GRID_MS),
-        tick: Duration::from_millis(TICK_MS),
-        capacity_policy: CapacityPolicy::EvictLru,
-        root: std::env::temp_dir().join("browserpool-benches-unused"),
-        sweep_on_start: false,
-        ..PoolConfig::default()
-    }
+    PoolConfig::default()
+        .with_max_browsers(n.max(1))
+        .with_idle_timeout(Some(Duration::from_millis(IDLE_MS)))
+        .with_reap_interval(Duration::from_millis(GRID_MS))
+        .with_tick(Duration::from_millis(TICK_MS))
+        .with_capacity_policy(CapacityPolicy::EvictLru)
+        .with_root(std::env::temp_dir().join("browserpool-benches-unused"))
+        .with_sweep_on_start(false)
 }
 
 /// The machine's idle deadline for a session last active at `stamp_ms`, as the machine
@@ -331,10 +329,7 @@ impl OursPool {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()?;
-        let config = PoolConfig {
-            max_browsers: n + 1,
-            ..machine_config(n)
-        };
+        let config = machine_config(n).with_max_browsers(n + 1);
         let pool = rt.block_on(
             Pool::builder(config, NullLauncher)
                 .filesystem(Arc::new(NullFs))

@@ -48,10 +48,25 @@ impl Backoff {
 
 /// Configuration of a [`Pool`](crate::Pool) and its [`Lifecycle`](crate::Lifecycle).
 ///
-/// Build it with [`PoolConfig::default()`] and struct update syntax; it is checked by
-/// [`PoolConfig::validate`] when a pool or machine is constructed, so an invalid value is
-/// refused before anything is launched or removed.
+/// Build it from [`PoolConfig::default()`] with the `with_*` setters (one per field), or
+/// by assigning its public fields; it is checked by [`PoolConfig::validate`] when a pool
+/// or machine is constructed, so an invalid value is refused before anything is launched
+/// or removed.
+///
+/// The struct is `#[non_exhaustive]`: a later release may add fields (with defaults that
+/// keep today's behaviour) without breaking code that builds it this way.
+///
+/// ```
+/// use std::time::Duration;
+/// use browserpool::PoolConfig;
+///
+/// let config = PoolConfig::default()
+///     .with_max_browsers(4)
+///     .with_idle_timeout(Some(Duration::from_secs(600)));
+/// assert!(config.validate().is_ok());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PoolConfig {
     /// Hard bound on live browser process trees, counting sessions being launched and
     /// sessions being torn down until their processes are gone. Default 8.
@@ -152,6 +167,144 @@ pub struct PoolConfig {
     /// handed-out browser is never older than this plus its own use. Default 30 minutes;
     /// must be positive and at most [`PoolConfig::MAX_DURATION`].
     pub spare_max_age: Duration,
+}
+
+/// One setter per field, for building a [`PoolConfig`] outside this crate (it is
+/// `#[non_exhaustive]`, so struct literals are refused there). Each returns the changed
+/// configuration; nothing is checked until [`PoolConfig::validate`] runs at construction.
+impl PoolConfig {
+    /// Sets [`PoolConfig::max_browsers`].
+    #[must_use]
+    pub fn with_max_browsers(mut self, max_browsers: usize) -> Self {
+        self.max_browsers = max_browsers;
+        self
+    }
+    /// Sets [`PoolConfig::idle_timeout`].
+    #[must_use]
+    pub fn with_idle_timeout(mut self, idle_timeout: Option<Duration>) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+    /// Sets [`PoolConfig::reap_interval`].
+    #[must_use]
+    pub fn with_reap_interval(mut self, reap_interval: Duration) -> Self {
+        self.reap_interval = reap_interval;
+        self
+    }
+    /// Sets [`PoolConfig::tick`].
+    #[must_use]
+    pub fn with_tick(mut self, tick: Duration) -> Self {
+        self.tick = tick;
+        self
+    }
+    /// Sets [`PoolConfig::capacity_policy`].
+    #[must_use]
+    pub fn with_capacity_policy(mut self, capacity_policy: CapacityPolicy) -> Self {
+        self.capacity_policy = capacity_policy;
+        self
+    }
+    /// Sets [`PoolConfig::acquire_timeout`].
+    #[must_use]
+    pub fn with_acquire_timeout(mut self, acquire_timeout: Duration) -> Self {
+        self.acquire_timeout = acquire_timeout;
+        self
+    }
+    /// Sets [`PoolConfig::max_waiters`].
+    #[must_use]
+    pub fn with_max_waiters(mut self, max_waiters: usize) -> Self {
+        self.max_waiters = max_waiters;
+        self
+    }
+    /// Sets [`PoolConfig::max_lifetime`].
+    #[must_use]
+    pub fn with_max_lifetime(mut self, max_lifetime: Option<Duration>) -> Self {
+        self.max_lifetime = max_lifetime;
+        self
+    }
+    /// Sets [`PoolConfig::max_uses`].
+    #[must_use]
+    pub fn with_max_uses(mut self, max_uses: Option<u64>) -> Self {
+        self.max_uses = max_uses;
+        self
+    }
+    /// Sets [`PoolConfig::launch_timeout`].
+    #[must_use]
+    pub fn with_launch_timeout(mut self, launch_timeout: Duration) -> Self {
+        self.launch_timeout = launch_timeout;
+        self
+    }
+    /// Sets [`PoolConfig::kill_grace`].
+    #[must_use]
+    pub fn with_kill_grace(mut self, kill_grace: Duration) -> Self {
+        self.kill_grace = kill_grace;
+        self
+    }
+    /// Sets [`PoolConfig::kill_timeout`].
+    #[must_use]
+    pub fn with_kill_timeout(mut self, kill_timeout: Duration) -> Self {
+        self.kill_timeout = kill_timeout;
+        self
+    }
+    /// Sets [`PoolConfig::kill_attempts`].
+    #[must_use]
+    pub fn with_kill_attempts(mut self, kill_attempts: u32) -> Self {
+        self.kill_attempts = kill_attempts;
+        self
+    }
+    /// Sets [`PoolConfig::remove_backoff`].
+    #[must_use]
+    pub fn with_remove_backoff(mut self, remove_backoff: Backoff) -> Self {
+        self.remove_backoff = remove_backoff;
+        self
+    }
+    /// Sets [`PoolConfig::root`].
+    #[must_use]
+    pub fn with_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.root = root.into();
+        self
+    }
+    /// Sets [`PoolConfig::prefix`].
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+    /// Sets [`PoolConfig::sweep_on_start`].
+    #[must_use]
+    pub fn with_sweep_on_start(mut self, sweep_on_start: bool) -> Self {
+        self.sweep_on_start = sweep_on_start;
+        self
+    }
+    /// Sets [`PoolConfig::legacy`].
+    #[must_use]
+    pub fn with_legacy(mut self, legacy: Vec<LegacyPattern>) -> Self {
+        self.legacy = legacy;
+        self
+    }
+    /// Sets [`PoolConfig::legacy_min_age`].
+    #[must_use]
+    pub fn with_legacy_min_age(mut self, legacy_min_age: Duration) -> Self {
+        self.legacy_min_age = legacy_min_age;
+        self
+    }
+    /// Sets [`PoolConfig::tombstones`].
+    #[must_use]
+    pub fn with_tombstones(mut self, tombstones: usize) -> Self {
+        self.tombstones = tombstones;
+        self
+    }
+    /// Sets [`PoolConfig::spares`].
+    #[must_use]
+    pub fn with_spares(mut self, spares: usize) -> Self {
+        self.spares = spares;
+        self
+    }
+    /// Sets [`PoolConfig::spare_max_age`].
+    #[must_use]
+    pub fn with_spare_max_age(mut self, spare_max_age: Duration) -> Self {
+        self.spare_max_age = spare_max_age;
+        self
+    }
 }
 
 impl Default for PoolConfig {

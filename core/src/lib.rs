@@ -34,12 +34,10 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let root = tempfile::tempdir()?;
-//! let config = PoolConfig {
-//!     max_browsers: 4,
-//!     idle_timeout: Some(Duration::from_secs(30 * 60)),
-//!     root: root.path().to_owned(),
-//!     ..PoolConfig::default()
-//! };
+//! let config = PoolConfig::default()
+//!     .with_max_browsers(4)
+//!     .with_idle_timeout(Some(Duration::from_secs(30 * 60)))
+//!     .with_root(root.path());
 //! // With `browserpool-chrome`, the launcher would be `ChromeLauncher`.
 //! let pool = Pool::new(config, FakeLauncher::new()).await?;
 //!

@@ -88,30 +88,29 @@ fn config() -> impl Strategy<Value = PoolConfig> {
                 } else {
                     (tick, reap_interval, initial, max)
                 };
-                PoolConfig {
-                    max_browsers,
-                    idle_timeout,
-                    reap_interval,
-                    tick,
-                    capacity_policy,
-                    acquire_timeout,
-                    max_waiters,
-                    max_lifetime,
-                    max_uses,
-                    launch_timeout,
-                    kill_grace,
-                    kill_timeout,
-                    kill_attempts,
-                    remove_backoff: Backoff { initial, max },
-                    root: PathBuf::from(root),
-                    prefix: prefix.to_owned(),
-                    sweep_on_start,
-                    tombstones,
-                    legacy: Vec::new(),
-                    legacy_min_age,
-                    spares,
-                    spare_max_age,
-                }
+                PoolConfig::default()
+                    .with_max_browsers(max_browsers)
+                    .with_idle_timeout(idle_timeout)
+                    .with_reap_interval(reap_interval)
+                    .with_tick(tick)
+                    .with_capacity_policy(capacity_policy)
+                    .with_acquire_timeout(acquire_timeout)
+                    .with_max_waiters(max_waiters)
+                    .with_max_lifetime(max_lifetime)
+                    .with_max_uses(max_uses)
+                    .with_launch_timeout(launch_timeout)
+                    .with_kill_grace(kill_grace)
+                    .with_kill_timeout(kill_timeout)
+                    .with_kill_attempts(kill_attempts)
+                    .with_remove_backoff(Backoff { initial, max })
+                    .with_root(PathBuf::from(root))
+                    .with_prefix(prefix.to_owned())
+                    .with_sweep_on_start(sweep_on_start)
+                    .with_tombstones(tombstones)
+                    .with_legacy(Vec::new())
+                    .with_legacy_min_age(legacy_min_age)
+                    .with_spares(spares)
+                    .with_spare_max_age(spare_max_age)
             },
         )
 }
@@ -202,45 +201,34 @@ fn every_config_is_refused_with_its_field_or_runs_without_panicking() {
 #[test]
 fn durations_and_sums_past_a_year_are_refused_by_name() {
     let year = PoolConfig::MAX_DURATION;
-    let ok = PoolConfig {
-        root: PathBuf::from("/sim"),
-        ..PoolConfig::default()
-    };
-    let long = PoolConfig {
-        launch_timeout: year + Duration::from_secs(1),
-        ..ok.clone()
-    };
+    let ok = PoolConfig::default().with_root(PathBuf::from("/sim"));
+    let long = ok
+        .clone()
+        .with_launch_timeout(year + Duration::from_secs(1));
     assert_eq!(long.validate().unwrap_err().field(), "launch_timeout");
-    let long = PoolConfig {
-        idle_timeout: Some(Duration::MAX),
-        ..ok.clone()
-    };
+    let long = ok.clone().with_idle_timeout(Some(Duration::MAX));
     assert_eq!(long.validate().unwrap_err().field(), "idle_timeout");
-    let sum = PoolConfig {
-        kill_timeout: Duration::from_secs(86_400),
-        kill_attempts: 400,
-        ..ok.clone()
-    };
+    let sum = ok
+        .clone()
+        .with_kill_timeout(Duration::from_secs(86_400))
+        .with_kill_attempts(400);
     assert_eq!(
         sum.validate().unwrap_err().field(),
         "kill_grace + kill_timeout * kill_attempts"
     );
-    let overflow = PoolConfig {
-        kill_timeout: year,
-        kill_attempts: u32::MAX,
-        ..ok.clone()
-    };
+    let overflow = ok
+        .clone()
+        .with_kill_timeout(year)
+        .with_kill_attempts(u32::MAX);
     assert!(overflow.validate().is_err());
-    let edge = PoolConfig {
-        launch_timeout: year / 4,
-        kill_grace: year / 4,
-        kill_timeout: year / 8,
-        kill_attempts: 2,
-        remove_backoff: Backoff {
+    let edge = ok
+        .with_launch_timeout(year / 4)
+        .with_kill_grace(year / 4)
+        .with_kill_timeout(year / 8)
+        .with_kill_attempts(2)
+        .with_remove_backoff(Backoff {
             initial: Duration::from_millis(100),
             max: year / 8,
-        },
-        ..ok
-    };
+        });
     assert_eq!(edge.validate(), Ok(()));
 }

@@ -62,32 +62,32 @@ fn config() -> impl Strategy<Value = PoolConfig> {
         (0usize..5, 5u64..90),
     )
         .prop_map(
-            |(max, policy, idle, reap, life, uses, grace, (spares, spare_age))| PoolConfig {
-                max_browsers: max,
-                // Half the cases keep spares off, as before; the rest have 1..=max.
-                spares: if spares % 2 == 0 {
-                    0
-                } else {
-                    1 + spares / 2 % max
-                },
-                spare_max_age: Duration::from_secs(spare_age),
-                capacity_policy: policy,
-                idle_timeout: idle.map(Duration::from_secs),
-                reap_interval: Duration::from_secs(reap),
-                tick: Duration::from_secs(1),
-                acquire_timeout: Duration::from_secs(10),
-                max_lifetime: life.map(Duration::from_secs),
-                max_uses: uses,
-                kill_grace: if grace {
-                    Duration::from_millis(300)
-                } else {
-                    Duration::ZERO
-                },
-                kill_attempts: 2,
-                root: PathBuf::from("/r"),
-                prefix: "bpx-".into(),
-                tombstones: 8,
-                ..PoolConfig::default()
+            |(max, policy, idle, reap, life, uses, grace, (spares, spare_age))| {
+                PoolConfig::default()
+                    .with_max_browsers(max)
+                    // Half the cases keep spares off, as before; the rest have 1..=max.
+                    .with_spares(if spares % 2 == 0 {
+                        0
+                    } else {
+                        1 + spares / 2 % max
+                    })
+                    .with_spare_max_age(Duration::from_secs(spare_age))
+                    .with_capacity_policy(policy)
+                    .with_idle_timeout(idle.map(Duration::from_secs))
+                    .with_reap_interval(Duration::from_secs(reap))
+                    .with_tick(Duration::from_secs(1))
+                    .with_acquire_timeout(Duration::from_secs(10))
+                    .with_max_lifetime(life.map(Duration::from_secs))
+                    .with_max_uses(uses)
+                    .with_kill_grace(if grace {
+                        Duration::from_millis(300)
+                    } else {
+                        Duration::ZERO
+                    })
+                    .with_kill_attempts(2)
+                    .with_root(PathBuf::from("/r"))
+                    .with_prefix("bpx-")
+                    .with_tombstones(8)
             },
         )
 }

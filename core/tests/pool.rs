@@ -9,57 +9,12 @@ use std::time::Duration;
 
 use browserpool::testing::FakeLauncher;
 use browserpool::{
-    AcquireError, CapacityPolicy, ConfigError, EndReason, OwnerKey, Pool, PoolConfig, PoolError,
-    RetireCause, SessionError, SessionId,
+    AcquireError, CapacityPolicy, ConfigError, EndReason, OwnerKey, Pool, PoolError, RetireCause,
+    SessionError, SessionId,
 };
 
-fn cfg(root: &Path) -> PoolConfig {
-    PoolConfig {
-        max_browsers: 2,
-        idle_timeout: Some(Duration::from_secs(10)),
-        reap_interval: Duration::from_secs(1),
-        tick: Duration::from_millis(500),
-        root: root.to_owned(),
-        prefix: "bpx-".into(),
-        ..PoolConfig::default()
-    }
-}
-
-async fn pool(config: PoolConfig) -> (Pool<FakeLauncher>, FakeLauncher) {
-    let launcher = FakeLauncher::new();
-    launcher.write_files.store(true, Ordering::Relaxed);
-    let pool = Pool::new(config, launcher.clone()).await.unwrap();
-    (pool, launcher)
-}
-
-fn entries(root: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Session directories (not markers) under root.
-fn session_dirs(root: &Path) -> Vec<String> {
-    entries(root)
-        .into_iter()
-        .filter(|n| !n.ends_with(".lock"))
-        .collect()
-}
-
-async fn settle() {
-    // Let spawned teardown tasks run (time is paused; this advances it a little).
-    tokio::time::sleep(Duration::from_millis(50)).await;
-}
-
-fn ended(r: Result<impl std::fmt::Debug, SessionError>) -> EndReason {
-    match r {
-        Err(SessionError::Ended { reason, .. }) => reason,
-        other => panic!("expected Ended, got {other:?}"),
-    }
-}
+mod common;
+use common::{cfg, ended, entries, pool, session_dirs, settle};
 
 #[tokio::test(start_paused = true)]
 async fn idle_session_is_reaped_with_its_processes_and_directory() {
@@ -142,10 +97,7 @@ async fn evict_lru_replaces_the_least_recently_used_session() {
 #[tokio::test(start_paused = true)]
 async fn evict_lru_waits_when_every_session_is_busy_then_errors() {
     let root = tempfile::tempdir().unwrap();
-    let config = PoolConfig {
-        acquire_timeout: Duration::from_secs(3),
-        ..cfg(root.path())
-    };
+    let config = cfg(root.path()).with_acquire_timeout(Duration::from_secs(3));
     let (pool, _l) = pool(config).await;
     let a = pool.acquire().await.unwrap();
     let b = pool.acquire().await.unwrap();
@@ -166,10 +118,7 @@ async fn evict_lru_waits_when_every_session_is_busy_then_errors() {
 #[tokio::test(start_paused = true)]
 async fn reject_policy_refuses_at_capacity() {
     let root = tempfile::tempdir().unwrap();
-    let config = PoolConfig {
-        capacity_policy: CapacityPolicy::Reject,
-        ..cfg(root.path())
-    };
+    let config = cfg(root.path()).with_capacity_policy(CapacityPolicy::Reject);
     let (pool, _l) = pool(config).await;
     let _a = pool.acquire().await.unwrap();
     let _b = pool.acquire().await.unwrap();
@@ -183,13 +132,11 @@ async fn reject_policy_refuses_at_capacity() {
 #[tokio::test(start_paused = true)]
 async fn wait_policy_queues_until_a_slot_frees_or_times_out() {
     let root = tempfile::tempdir().unwrap();
-    let config = PoolConfig {
-        capacity_policy: CapacityPolicy::Wait {
+    let config = cfg(root.path())
+        .with_capacity_policy(CapacityPolicy::Wait {
             timeout: Duration::from_secs(5),
-        },
-        idle_timeout: None,
-        ..cfg(root.path())
-    };
+        })
+        .with_idle_timeout(None);
     let (pool, _l) = pool(config).await;
     let pool = Arc::new(pool);
     let a = pool.acquire().await.unwrap();
@@ -232,11 +179,7 @@ async fn destroy_waits_for_processes_and_directory_and_explains_later_calls() {
 #[tokio::test(start_paused = true)]
 async fn released_owner_sessions_go_after_grace_unless_used() {
     let root = tempfile::tempdir().unwrap();
-    let (pool, launcher) = pool(PoolConfig {
-        max_browsers: 3,
-        ..cfg(root.path())
-    })
-    .await;
+    let (pool, launcher) = pool(cfg(root.path()).with_max_browsers(3)).await;
     let conn = OwnerKey::new("conn-1");
     let other = OwnerKey::new("conn-2");
     let a = pool.acquire_for(conn.clone()).await.unwrap();
@@ -285,11 +228,7 @@ async fn a_crashed_browser_is_cleaned_up_and_explained() {
 #[tokio::test(start_paused = true)]
 async fn max_uses_retires_after_the_last_operation() {
     let root = tempfile::tempdir().unwrap();
-    let (pool, _l) = pool(PoolConfig {
-        max_uses: Some(3),
-        ..cfg(root.path())
-    })
-    .await;
+    let (pool, _l) = pool(cfg(root.path()).with_max_uses(Some(3))).await;
     let lease = pool.acquire().await.unwrap();
     for _ in 0..3 {
         let _op = lease.begin_op().unwrap();
@@ -304,11 +243,11 @@ async fn max_uses_retires_after_the_last_operation() {
 #[tokio::test(start_paused = true)]
 async fn max_lifetime_retires_an_idle_session() {
     let root = tempfile::tempdir().unwrap();
-    let (pool, _l) = pool(PoolConfig {
-        max_lifetime: Some(Duration::from_secs(5)),
-        idle_timeout: None,
-        ..cfg(root.path())
-    })
+    let (pool, _l) = pool(
+        cfg(root.path())
+            .with_max_lifetime(Some(Duration::from_secs(5)))
+            .with_idle_timeout(None),
+    )
     .await;
     let lease = pool.acquire().await.unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -333,11 +272,7 @@ async fn a_failed_launch_leaves_nothing_and_says_so() {
 #[tokio::test(start_paused = true)]
 async fn a_launch_that_hangs_times_out() {
     let root = tempfile::tempdir().unwrap();
-    let (pool, launcher) = pool(PoolConfig {
-        launch_timeout: Duration::from_secs(2),
-        ..cfg(root.path())
-    })
-    .await;
+    let (pool, launcher) = pool(cfg(root.path()).with_launch_timeout(Duration::from_secs(2))).await;
     launcher.set_launch_delay(Duration::from_secs(3600));
     let err = pool.acquire().await.unwrap_err();
     assert!(
@@ -351,11 +286,7 @@ async fn a_launch_that_hangs_times_out() {
 #[tokio::test(start_paused = true)]
 async fn a_stubborn_kill_is_escalated_without_blocking_other_acquires() {
     let root = tempfile::tempdir().unwrap();
-    let (pool, launcher) = pool(PoolConfig {
-        kill_timeout: Duration::from_secs(5),
-        ..cfg(root.path())
-    })
-    .await;
+    let (pool, launcher) = pool(cfg(root.path()).with_kill_timeout(Duration::from_secs(5))).await;
     let pool = Arc::new(pool);
     launcher.set_stubborn_kills(1);
     let a = pool.acquire().await.unwrap();
@@ -376,11 +307,7 @@ async fn a_stubborn_kill_is_escalated_without_blocking_other_acquires() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_destroys_everything_and_refuses_new_requests() {
     let root = tempfile::tempdir().unwrap();
-    let (pool, launcher) = pool(PoolConfig {
-        max_browsers: 3,
-        ..cfg(root.path())
-    })
-    .await;
+    let (pool, launcher) = pool(cfg(root.path()).with_max_browsers(3)).await;
     for _ in 0..3 {
         pool.acquire().await.unwrap();
     }
@@ -416,16 +343,10 @@ async fn invalid_config_is_refused_before_anything_happens() {
     // A dead pool's leftover (no marker) that a sweep would remove.
     let leftover = "bpx-00000000dead-1";
     std::fs::create_dir(root.path().join(leftover)).unwrap();
-    let err = Pool::new(
-        PoolConfig {
-            max_browsers: 0,
-            ..cfg(root.path())
-        },
-        FakeLauncher::new(),
-    )
-    .await
-    .err()
-    .unwrap();
+    let err = Pool::new(cfg(root.path()).with_max_browsers(0), FakeLauncher::new())
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(
         err,
         PoolError::Config(ConfigError::ZeroMaxBrowsers)
@@ -532,11 +453,11 @@ fn concurrent_clients_never_exceed_max_browsers_and_leave_nothing() {
         .build()
         .unwrap();
     let launcher = rt.block_on(async {
-        let (pool, launcher) = pool(PoolConfig {
-            max_browsers: 3,
-            acquire_timeout: Duration::from_secs(30),
-            ..cfg(root.path())
-        })
+        let (pool, launcher) = pool(
+            cfg(root.path())
+                .with_max_browsers(3)
+                .with_acquire_timeout(Duration::from_secs(30)),
+        )
         .await;
         let pool = Arc::new(pool);
         let mut tasks = Vec::new();
@@ -618,12 +539,7 @@ async fn sessions_snapshot_lists_owner_busy_and_uses_and_forgets_finished_sessio
 #[tokio::test(start_paused = true)]
 async fn owned_op_guards_keep_a_session_busy_across_tasks_until_the_last_is_dropped() {
     let root = tempfile::tempdir().unwrap();
-    let (pool, _l) = pool(PoolConfig {
-        max_browsers: 1,
-        max_uses: Some(3),
-        ..cfg(root.path())
-    })
-    .await;
+    let (pool, _l) = pool(cfg(root.path()).with_max_browsers(1).with_max_uses(Some(3))).await;
     let lease = pool.acquire().await.unwrap();
     let id = lease.id();
     // Two commands in flight, held by another task past the idle timeout (10 s).

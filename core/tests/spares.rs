@@ -11,40 +11,19 @@ use browserpool::{ConfigError, EndReason, Pool, PoolConfig, PoolError, RetireCau
 
 const LAUNCH: Duration = Duration::from_secs(1);
 
+mod common;
+use common::session_dirs;
+
 fn cfg(root: &Path, spares: usize) -> PoolConfig {
-    PoolConfig {
-        max_browsers: 3,
-        spares,
-        idle_timeout: Some(Duration::from_secs(10)),
-        reap_interval: Duration::from_secs(1),
-        tick: Duration::from_millis(500),
-        root: root.to_owned(),
-        prefix: "bpx-".into(),
-        ..PoolConfig::default()
-    }
+    common::cfg(root).with_max_browsers(3).with_spares(spares)
 }
 
 async fn pool(config: PoolConfig) -> (Pool<FakeLauncher>, FakeLauncher) {
-    let launcher = FakeLauncher::new();
-    launcher.write_files.store(true, Ordering::Relaxed);
-    launcher.set_launch_delay(LAUNCH);
-    let pool = Pool::new(config, launcher.clone()).await.unwrap();
-    (pool, launcher)
+    common::pool_with_delay(config, LAUNCH).await
 }
 
 fn launches(l: &FakeLauncher) -> u64 {
     l.launches.load(Ordering::Relaxed)
-}
-
-/// Session directories (not markers) under root.
-fn session_dirs(root: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.ends_with(".lock"))
-        .collect();
-    v.sort();
-    v
 }
 
 async fn wait_ready(pool: &Pool<FakeLauncher>, n: usize) {
@@ -137,11 +116,8 @@ async fn a_used_browser_never_comes_back_as_a_spare() {
 #[tokio::test(start_paused = true)]
 async fn a_crashed_spare_is_replaced_and_an_old_one_retired() {
     let root = tempfile::tempdir().unwrap();
-    let (pool, launcher) = pool(PoolConfig {
-        spare_max_age: Duration::from_secs(30),
-        ..cfg(root.path(), 1)
-    })
-    .await;
+    let (pool, launcher) =
+        pool((cfg(root.path(), 1)).with_spare_max_age(Duration::from_secs(30))).await;
     wait_ready(&pool, 1).await;
     let [spare] = launcher.alive()[..] else {
         panic!()

@@ -14,18 +14,19 @@ use browserpool::{
     Timestamp, TokioClock,
 };
 
+mod common;
+use common::{ended, settle};
+
 fn cfg() -> PoolConfig {
-    PoolConfig {
-        max_browsers: 2,
-        idle_timeout: Some(Duration::from_secs(10)),
-        reap_interval: Duration::from_secs(1),
-        tick: Duration::from_millis(500),
-        kill_timeout: Duration::from_secs(5),
-        kill_attempts: 3,
-        root: PathBuf::from("/sim"),
-        prefix: "bpool-".into(),
-        ..PoolConfig::default()
-    }
+    PoolConfig::default()
+        .with_max_browsers(2)
+        .with_idle_timeout(Some(Duration::from_secs(10)))
+        .with_reap_interval(Duration::from_secs(1))
+        .with_tick(Duration::from_millis(500))
+        .with_kill_timeout(Duration::from_secs(5))
+        .with_kill_attempts(3)
+        .with_root(PathBuf::from("/sim"))
+        .with_prefix("bpool-")
 }
 
 struct Harness {
@@ -51,10 +52,6 @@ async fn harness() -> Harness {
     harness_with(cfg(), Arc::new(TokioClock::new())).await
 }
 
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(50)).await;
-}
-
 impl Harness {
     fn session_dirs(&self) -> Vec<PathBuf> {
         self.fs.dirs()
@@ -78,13 +75,6 @@ impl Harness {
             (0, 0, 0, 0),
             "{s:?}"
         );
-    }
-}
-
-fn ended(r: Result<impl std::fmt::Debug, SessionError>) -> EndReason {
-    match r {
-        Err(SessionError::Ended { reason, .. }) => reason,
-        other => panic!("expected Ended, got {other:?}"),
     }
 }
 
@@ -289,13 +279,11 @@ fn an_acquire_dropped_on_another_thread_destroys_its_session_at_once() {
         .start_paused(true)
         .build()
         .unwrap();
-    let config = PoolConfig {
+    let config = cfg()
         // Long ticks: the reaper's own dispatch must not be what performs the teardown.
-        tick: Duration::from_secs(60),
-        reap_interval: Duration::from_secs(60),
-        idle_timeout: Some(Duration::from_secs(600)),
-        ..cfg()
-    };
+        .with_tick(Duration::from_secs(60))
+        .with_reap_interval(Duration::from_secs(60))
+        .with_idle_timeout(Some(Duration::from_secs(600)));
     let h = rt.block_on(harness_with(config, Arc::new(TokioClock::new())));
     let acquire = Box::pin(h.pool.acquire());
     // Poll the request once, let the launch complete and the reply arrive, then drop the

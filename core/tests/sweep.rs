@@ -4,7 +4,6 @@
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -19,21 +18,15 @@ use browserpool::{
 const UUID: &str = "550e8400-e29b-41d4-a716-446655440000";
 
 fn cfg(root: &Path) -> PoolConfig {
-    PoolConfig {
-        max_browsers: 2,
-        root: root.to_owned(),
-        prefix: "bpx-".into(),
-        legacy: vec![LegacyPattern::uuid("bpx-")],
-        ..PoolConfig::default()
-    }
+    PoolConfig::default()
+        .with_max_browsers(2)
+        .with_root(root.to_owned())
+        .with_prefix("bpx-")
+        .with_legacy(vec![LegacyPattern::uuid("bpx-")])
 }
 
-async fn pool(config: PoolConfig) -> (Pool<FakeLauncher>, FakeLauncher) {
-    let launcher = FakeLauncher::new();
-    launcher.write_files.store(true, Ordering::Relaxed);
-    let pool = Pool::new(config, launcher.clone()).await.unwrap();
-    (pool, launcher)
-}
+mod common;
+use common::pool;
 
 /// Set the modification time of `path` itself (not following a symlink) to `ago` before
 /// now.
@@ -226,11 +219,7 @@ async fn without_a_legacy_pattern_nothing_but_our_own_names_is_removed() {
     for n in &names {
         old_profile(&r.join(n), TWO_HOURS);
     }
-    let (p, _l) = pool(PoolConfig {
-        legacy: Vec::new(),
-        ..cfg(r)
-    })
-    .await;
+    let (p, _l) = pool(cfg(r).with_legacy(Vec::new())).await;
     let report = p.sweep_report();
     assert!(report.removed.is_empty(), "{report:#?}");
     for n in &names {

@@ -16,12 +16,10 @@ const ROUNDS: u32 = 200;
 const PROBERS: usize = 3;
 
 fn cfg(root: &Path) -> PoolConfig {
-    PoolConfig {
-        max_browsers: 2,
-        root: root.to_owned(),
-        prefix: "bpx-".into(),
-        ..PoolConfig::default()
-    }
+    PoolConfig::default()
+        .with_max_browsers(2)
+        .with_root(root.to_owned())
+        .with_prefix("bpx-")
 }
 
 async fn churn(root: Arc<PathBuf>, who: u32) {

@@ -122,13 +122,11 @@ async fn run<L: CdpLauncher>(
         Backend::Chrome => 4,
     });
     let pool = Pool::new(
-        PoolConfig {
-            max_browsers,
-            root: root.to_owned(),
-            prefix: "bpload-".into(),
-            acquire_timeout: Duration::from_secs(60),
-            ..PoolConfig::default()
-        },
+        PoolConfig::default()
+            .with_max_browsers(max_browsers)
+            .with_root(root.to_owned())
+            .with_prefix("bpload-")
+            .with_acquire_timeout(Duration::from_secs(60)),
         launcher,
     )
     .await

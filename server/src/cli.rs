@@ -326,32 +326,36 @@ impl Cli {
             .max_browsers
             .or(file.max_browsers)
             .unwrap_or(d.max_browsers);
-        let pool = PoolConfig {
-            max_browsers,
-            idle_timeout: lim("idle-timeout", self.idle_timeout, file.idle_timeout)?
-                .map_or(d.idle_timeout, |l| l.0),
-            reap_interval,
+        let pool = PoolConfig::default()
+            .with_max_browsers(max_browsers)
+            .with_idle_timeout(
+                lim("idle-timeout", self.idle_timeout, file.idle_timeout)?
+                    .map_or(d.idle_timeout, |l| l.0),
+            )
+            .with_reap_interval(reap_interval)
             // The tick is the resolution of activity stamps; keep it within the interval.
-            tick: d.tick.min(reap_interval),
-            capacity_policy: match policy {
+            .with_tick(d.tick.min(reap_interval))
+            .with_capacity_policy(match policy {
                 Policy::EvictLru => CapacityPolicy::EvictLru,
                 Policy::Reject => CapacityPolicy::Reject,
                 Policy::Wait => CapacityPolicy::Wait {
                     timeout: acquire_timeout,
                 },
-            },
-            acquire_timeout,
-            max_waiters: self.queue.or(file.queue).unwrap_or(d.max_waiters),
-            max_lifetime: lim("max-lifetime", self.max_lifetime, file.max_lifetime)?
-                .map_or(d.max_lifetime, |l| l.0),
-            max_uses,
-            launch_timeout,
-            kill_timeout: dur("kill-timeout", self.kill_timeout, file.kill_timeout)?
-                .unwrap_or(d.kill_timeout),
-            root: self.root.or(file.root).unwrap_or(d.root),
-            prefix: self.prefix.or(file.prefix).unwrap_or(d.prefix),
-            ..PoolConfig::default()
-        };
+            })
+            .with_acquire_timeout(acquire_timeout)
+            .with_max_waiters(self.queue.or(file.queue).unwrap_or(d.max_waiters))
+            .with_max_lifetime(
+                lim("max-lifetime", self.max_lifetime, file.max_lifetime)?
+                    .map_or(d.max_lifetime, |l| l.0),
+            )
+            .with_max_uses(max_uses)
+            .with_launch_timeout(launch_timeout)
+            .with_kill_timeout(
+                dur("kill-timeout", self.kill_timeout, file.kill_timeout)?
+                    .unwrap_or(d.kill_timeout),
+            )
+            .with_root(self.root.or(file.root).unwrap_or(d.root))
+            .with_prefix(self.prefix.or(file.prefix).unwrap_or(d.prefix));
         pool.validate().map_err(|e| pool_error(&e))?;
 
         let sd = ServerConfig::default();

@@ -16,7 +16,7 @@
 //! // With real Chromium the launcher is `browserpool_chrome::ChromeLauncher`.
 //! let launcher = FakeCdpLauncher::new().await?;
 //! let pool = Pool::new(
-//!     PoolConfig { max_browsers: 4, root: root.path().to_owned(), ..PoolConfig::default() },
+//!     PoolConfig::default().with_max_browsers(4).with_root(root.path().to_owned()),
 //!     launcher,
 //! )
 //! .await?;

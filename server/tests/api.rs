@@ -37,16 +37,14 @@ fn cfg() -> ServerConfig {
 }
 
 fn quick_pool(root: &std::path::Path) -> PoolConfig {
-    PoolConfig {
-        max_browsers: 4,
-        idle_timeout: Some(Duration::from_secs(60)),
-        reap_interval: Duration::from_millis(50),
-        tick: Duration::from_millis(10),
-        acquire_timeout: Duration::from_secs(5),
-        root: root.to_owned(),
-        prefix: "bpsrv-".into(),
-        ..PoolConfig::default()
-    }
+    PoolConfig::default()
+        .with_max_browsers(4)
+        .with_idle_timeout(Some(Duration::from_secs(60)))
+        .with_reap_interval(Duration::from_millis(50))
+        .with_tick(Duration::from_millis(10))
+        .with_acquire_timeout(Duration::from_secs(5))
+        .with_root(root.to_owned())
+        .with_prefix("bpsrv-")
 }
 
 impl TestServer {

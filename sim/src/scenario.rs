@@ -251,39 +251,38 @@ impl PoolSpec {
             },
             PolicyName::EvictLru => CapacityPolicy::EvictLru,
         };
-        PoolConfig {
-            max_browsers: self.max_browsers,
-            idle_timeout: opt_secs(self.idle_timeout_secs),
-            reap_interval: secs(self.reap_interval_secs),
-            tick: secs(self.tick_secs),
-            capacity_policy,
-            acquire_timeout: secs(self.acquire_timeout_secs),
-            max_lifetime: opt_secs(self.max_lifetime_secs),
-            max_uses: (self.max_uses > 0).then_some(self.max_uses),
-            launch_timeout: secs(self.launch_timeout_secs),
-            kill_grace: secs(self.kill_grace_secs),
-            kill_timeout: secs(self.kill_timeout_secs),
-            kill_attempts: self.kill_attempts,
-            remove_backoff: Backoff {
+        PoolConfig::default()
+            .with_max_browsers(self.max_browsers)
+            .with_idle_timeout(opt_secs(self.idle_timeout_secs))
+            .with_reap_interval(secs(self.reap_interval_secs))
+            .with_tick(secs(self.tick_secs))
+            .with_capacity_policy(capacity_policy)
+            .with_acquire_timeout(secs(self.acquire_timeout_secs))
+            .with_max_lifetime(opt_secs(self.max_lifetime_secs))
+            .with_max_uses((self.max_uses > 0).then_some(self.max_uses))
+            .with_launch_timeout(secs(self.launch_timeout_secs))
+            .with_kill_grace(secs(self.kill_grace_secs))
+            .with_kill_timeout(secs(self.kill_timeout_secs))
+            .with_kill_attempts(self.kill_attempts)
+            .with_remove_backoff(Backoff {
                 initial: Duration::from_millis(100),
                 max: Duration::from_secs(60),
-            },
-            root,
-            prefix: prefix.to_owned(),
-            sweep_on_start: self.sweep_on_start,
-            legacy: self
-                .legacy
-                .iter()
-                .map(|l| LegacyPattern {
-                    prefix: l.prefix.clone(),
-                    shape: l.shape.0,
-                })
-                .collect(),
-            legacy_min_age: secs(self.legacy_min_age_secs),
-            spares: self.spares,
-            spare_max_age: secs(self.spare_max_age_secs),
-            ..PoolConfig::default()
-        }
+            })
+            .with_root(root)
+            .with_prefix(prefix.to_owned())
+            .with_sweep_on_start(self.sweep_on_start)
+            .with_legacy(
+                self.legacy
+                    .iter()
+                    .map(|l| LegacyPattern {
+                        prefix: l.prefix.clone(),
+                        shape: l.shape.0,
+                    })
+                    .collect(),
+            )
+            .with_legacy_min_age(secs(self.legacy_min_age_secs))
+            .with_spares(self.spares)
+            .with_spare_max_age(secs(self.spare_max_age_secs))
     }
 }
 

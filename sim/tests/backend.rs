@@ -10,12 +10,10 @@ use browserpool_sim::world::backend::{SimBackend, SimClock};
 use browserpool_sim::world::{KillBehaviour, Owner, World, WorldConfig};
 
 fn config() -> PoolConfig {
-    PoolConfig {
-        max_browsers: 2,
-        root: PathBuf::from("/tmp"),
-        prefix: "chromelambda-".into(),
-        ..PoolConfig::default()
-    }
+    PoolConfig::default()
+        .with_max_browsers(2)
+        .with_root(PathBuf::from("/tmp"))
+        .with_prefix("chromelambda-")
 }
 
 #[tokio::test(flavor = "current_thread")]

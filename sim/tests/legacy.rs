@@ -98,12 +98,10 @@ async fn the_production_sweep_on_the_simulated_host_skips_each_neighbour_for_its
         );
     }
     let (launcher, fs) = SimBackend::new(world.clone());
-    let config = PoolConfig {
-        root: root.clone(),
-        prefix: "chromelambda-".into(),
-        legacy: vec![LegacyPattern::uuid("chromelambda-")],
-        ..PoolConfig::default()
-    };
+    let config = PoolConfig::default()
+        .with_root(root.clone())
+        .with_prefix("chromelambda-")
+        .with_legacy(vec![LegacyPattern::uuid("chromelambda-")]);
     let report = startup_sweep(&config, "00000000beef", &launcher, &fs)
         .await
         .unwrap();

@@ -210,14 +210,12 @@ fn tokio_clock_follows_turmoil_time() {
         Ok(())
     });
     sim.client("driver", async {
-        let config = PoolConfig {
-            max_browsers: 2,
-            idle_timeout: Some(Duration::from_secs(60)),
-            reap_interval: Duration::from_secs(10),
-            tick: Duration::from_secs(1),
-            root: PathBuf::from("/sim/tmp"),
-            ..PoolConfig::default()
-        };
+        let config = PoolConfig::default()
+            .with_max_browsers(2)
+            .with_idle_timeout(Some(Duration::from_secs(60)))
+            .with_reap_interval(Duration::from_secs(10))
+            .with_tick(Duration::from_secs(1))
+            .with_root(PathBuf::from("/sim/tmp"));
         let fs: Arc<dyn Filesystem> = Arc::new(MemFs::new());
         let pool = Pool::builder(config, NetLauncher::new())
             .filesystem(fs)

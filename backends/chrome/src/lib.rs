@@ -12,11 +12,9 @@
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let launcher = ChromeLauncher::new(ChromeConfig::default())?; // finds chromium on PATH
-//! let config = PoolConfig {
-//!     max_browsers: 4,
-//!     idle_timeout: Some(Duration::from_secs(300)),
-//!     ..PoolConfig::default()
-//! };
+//! let config = PoolConfig::default()
+//!     .with_max_browsers(4)
+//!     .with_idle_timeout(Some(Duration::from_secs(300)));
 //! let pool = Pool::new(config, launcher).await?; // sweeps what a dead predecessor left
 //!
 //! let session = ChromeSession::new(pool.acquire().await?);

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use browserpool::{
-    AcquireError, EndReason, LaunchSpec, Pool, PoolConfig, ProcessLauncher, SessionError, SessionId,
+    AcquireError, EndReason, LaunchSpec, Pool, ProcessLauncher, SessionError, SessionId,
 };
 use browserpool_chrome::{
     procfs, ChromeConfig, ChromeError, ChromeLauncher, ChromeSession, SessionMatcher,
@@ -181,10 +181,7 @@ async fn idle_session_is_reaped() {
         return;
     };
     let root = checks.root();
-    let cfg = PoolConfig {
-        idle_timeout: Some(Duration::from_millis(600)),
-        ..config(root.path())
-    };
+    let cfg = config(root.path()).with_idle_timeout(Some(Duration::from_millis(600)));
     let pool = Pool::new(cfg, launcher).await.unwrap();
     checks.track_pool(&pool);
     let session = ChromeSession::new(pool.acquire().await.unwrap());
@@ -250,11 +247,9 @@ async fn a_long_evaluate_outlives_the_idle_timeout() {
         return;
     };
     let root = checks.root();
-    let cfg = PoolConfig {
-        idle_timeout: Some(Duration::from_millis(300)),
-        reap_interval: Duration::from_millis(100),
-        ..config(root.path())
-    };
+    let cfg = config(root.path())
+        .with_idle_timeout(Some(Duration::from_millis(300)))
+        .with_reap_interval(Duration::from_millis(100));
     let pool = Pool::new(cfg, launcher).await.unwrap();
     checks.track_pool(&pool);
     let session = ChromeSession::new(pool.acquire().await.unwrap());
@@ -567,10 +562,7 @@ async fn every_exit_path_kills_every_process_of_the_session() {
     let root = checks.root();
 
     // Graceful close (Browser.close), then the forced kill of whatever remains.
-    let graceful = PoolConfig {
-        kill_grace: Duration::from_secs(2),
-        ..config(root.path())
-    };
+    let graceful = config(root.path()).with_kill_grace(Duration::from_secs(2));
     let pool = Pool::new(graceful, launcher).await.unwrap();
     checks.track_pool(&pool);
     let s = ChromeSession::new(pool.acquire().await.unwrap());
@@ -667,10 +659,7 @@ async fn a_spare_is_handed_out_without_a_launch_and_a_used_browser_never_returns
         return;
     };
     let root = checks.root();
-    let cfg = PoolConfig {
-        spares: 1,
-        ..config(root.path())
-    };
+    let cfg = config(root.path()).with_spares(1);
     let pool = Pool::new(cfg, launcher).await.unwrap();
     checks.track_pool(&pool);
     let mut used: Vec<(SessionId, PathBuf, u32)> = Vec::new();

@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use browserpool::{
-    Filesystem, LaunchSpec, OsFilesystem, Pool, PoolConfig, ProcessLauncher, SessionId,
-};
+use browserpool::{Filesystem, LaunchSpec, OsFilesystem, Pool, ProcessLauncher, SessionId};
 use browserpool_chrome::{procfs, ChromeConfig, ChromeLauncher, ChromeSession, SessionMatcher};
 use common::*;
 
@@ -176,11 +174,7 @@ async fn server_child(root: &Path, out: &Path, kill_on_parent_death: bool) -> ! 
     })
     .unwrap();
     let pool = Pool::new(
-        PoolConfig {
-            max_browsers: 3,
-            prefix: PREFIX.into(),
-            ..config(root)
-        },
+        config(root).with_max_browsers(3).with_prefix(PREFIX),
         launcher,
     )
     .await
@@ -277,15 +271,9 @@ async fn a_sigkilled_server_takes_its_browsers_and_the_next_pool_removes_their_d
     assert!(dirs.iter().all(|d| d.exists()), "nothing removed them yet");
 
     // The next pool on the same root and prefix: its sweep removes the directories.
-    let pool = Pool::new(
-        PoolConfig {
-            prefix: PREFIX.into(),
-            ..config(root.path())
-        },
-        launcher,
-    )
-    .await
-    .unwrap();
+    let pool = Pool::new(config(root.path()).with_prefix(PREFIX), launcher)
+        .await
+        .unwrap();
     let report = pool.sweep_report().clone();
     assert!(report.failed.is_empty(), "{report:?}");
     assert!(report.killed.is_empty(), "{report:?}");
@@ -327,15 +315,9 @@ async fn without_the_death_signal_the_next_sweep_kills_the_survivors_first() {
         );
     }
 
-    let pool = Pool::new(
-        PoolConfig {
-            prefix: PREFIX.into(),
-            ..config(root.path())
-        },
-        launcher,
-    )
-    .await
-    .unwrap();
+    let pool = Pool::new(config(root.path()).with_prefix(PREFIX), launcher)
+        .await
+        .unwrap();
     let report = pool.sweep_report().clone();
     assert!(report.failed.is_empty(), "{report:?}");
     for (pid, dir) in &browsers {

@@ -103,14 +103,12 @@ impl NetScenario {
             clients: 5,
             chaos: Duration::from_secs(3600),
             tick: Duration::from_millis(100),
-            pool: PoolConfig {
-                max_browsers: 4,
-                idle_timeout: Some(Duration::from_secs(300)),
-                reap_interval: Duration::from_secs(30),
-                tick: Duration::from_secs(1),
-                root: PathBuf::from("/sim/tmp"),
-                ..PoolConfig::default()
-            },
+            pool: PoolConfig::default()
+                .with_max_browsers(4)
+                .with_idle_timeout(Some(Duration::from_secs(300)))
+                .with_reap_interval(Duration::from_secs(30))
+                .with_tick(Duration::from_secs(1))
+                .with_root(PathBuf::from("/sim/tmp")),
             server: ServerConfig {
                 grace: Duration::from_secs(30),
                 keepalive: Duration::from_secs(20),

@@ -47,15 +47,13 @@ pub fn launcher_with(config: ChromeConfig) -> Option<ChromeLauncher> {
 }
 
 pub fn config(root: &Path) -> PoolConfig {
-    PoolConfig {
-        max_browsers: 2,
-        root: root.to_owned(),
-        idle_timeout: None,
-        reap_interval: Duration::from_millis(200),
-        tick: Duration::from_millis(20),
-        launch_timeout: Duration::from_secs(30),
-        ..PoolConfig::default()
-    }
+    PoolConfig::default()
+        .with_max_browsers(2)
+        .with_root(root.to_owned())
+        .with_idle_timeout(None)
+        .with_reap_interval(Duration::from_millis(200))
+        .with_tick(Duration::from_millis(20))
+        .with_launch_timeout(Duration::from_secs(30))
 }
 
 /// Poll (bounded by [`SAFETY`]) until `cond` holds.

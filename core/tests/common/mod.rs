@@ -1,0 +1,72 @@
+//! Helpers shared by the Pool integration tests: the fake launcher's pool over a real
+//! temporary root, directory listings and the usual waits.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use browserpool::testing::FakeLauncher;
+use browserpool::{EndReason, Pool, PoolConfig, SessionError};
+
+/// Two browsers, idle timeout 10 s, reap interval 1 s, tick 500 ms, prefix `bpx-`.
+pub fn cfg(root: &Path) -> PoolConfig {
+    PoolConfig::default()
+        .with_max_browsers(2)
+        .with_idle_timeout(Some(Duration::from_secs(10)))
+        .with_reap_interval(Duration::from_secs(1))
+        .with_tick(Duration::from_millis(500))
+        .with_root(root)
+        .with_prefix("bpx-")
+}
+
+/// A pool over a fake launcher that writes files into session directories; each launch
+/// takes `launch_delay` (zero: instant).
+pub async fn pool_with_delay(
+    config: PoolConfig,
+    launch_delay: Duration,
+) -> (Pool<FakeLauncher>, FakeLauncher) {
+    let launcher = FakeLauncher::new();
+    launcher.write_files.store(true, Ordering::Relaxed);
+    if !launch_delay.is_zero() {
+        launcher.set_launch_delay(launch_delay);
+    }
+    let pool = Pool::new(config, launcher.clone()).await.unwrap();
+    (pool, launcher)
+}
+
+/// [`pool_with_delay`] with instant launches.
+pub async fn pool(config: PoolConfig) -> (Pool<FakeLauncher>, FakeLauncher) {
+    pool_with_delay(config, Duration::ZERO).await
+}
+
+/// Names under `root`, sorted.
+pub fn entries(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Session directories (not markers) under `root`, sorted.
+pub fn session_dirs(root: &Path) -> Vec<String> {
+    entries(root)
+        .into_iter()
+        .filter(|n| !n.ends_with(".lock"))
+        .collect()
+}
+
+/// Let spawned teardown tasks run (time is paused; this advances it a little).
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// The reason in a `SessionError::Ended`; panics on anything else.
+pub fn ended(r: Result<impl std::fmt::Debug, SessionError>) -> EndReason {
+    match r {
+        Err(SessionError::Ended { reason, .. }) => reason,
+        other => panic!("expected Ended, got {other:?}"),
+    }
+}
