@@ -121,10 +121,10 @@ fn unlink_all(files: &[Entry]) -> Result<(), Errno> {
             .chunks(chunk)
             .map(|part| s.spawn(move || unlink_files(part)))
             .collect();
+        // The scope joins any worker left unjoined after an early error.
         workers
             .into_iter()
-            .map(|w| w.join().unwrap_or(Err(Errno::IO)))
-            .collect::<Result<(), Errno>>()
+            .try_for_each(|w| w.join().unwrap_or(Err(Errno::IO)))
     })
 }
 
