@@ -116,13 +116,44 @@ pub const BASE_ARGS: &[&str] = &[
 /// - stderr is drained continuously (its tail is kept for error messages), stdout and
 ///   stdin are `/dev/null`: the browser never blocks on a full pipe;
 /// - a launch that fails, times out or is cancelled (its future dropped) kills and reaps
-///   everything it started before returning or while being dropped.
+///   everything it started before returning or while being dropped;
+/// - the process it started is the browser: when the executable is a script (Debian's
+///   `/usr/bin/chromium` is one, and `exec`s the browser) and the started process is
+///   still that script's interpreter once the browser answers, the launch fails
+///   ([`WRAPPER_DID_NOT_EXEC`]) and everything is killed. A wrapper that runs the browser
+///   as its child (Debian's `/usr/bin/chromium-headless-shell` does) would put the
+///   browser out of reach of kill-on-parent-death and crash detection; configure the
+///   binary it runs instead (`/usr/lib/chromium/chromium-headless-shell`).
 #[derive(Debug)]
 pub struct ChromeLauncher {
     config: ChromeConfig,
     executable: PathBuf,
+    /// When `executable` is a `#!` script: its interpreter, resolved.
+    interpreter: Option<PathBuf>,
     no_sandbox: bool,
     hostname: String,
+}
+
+/// The start of the launch error when the configured executable is a wrapper script that
+/// runs the browser as a child instead of `exec`ing it.
+pub const WRAPPER_DID_NOT_EXEC: &str =
+    "the started process is still the wrapper script's interpreter, not the browser";
+
+/// The interpreter of `exe` if it is a `#!` script, resolved through symlinks.
+fn script_interpreter(exe: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(exe).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next()?;
+    let text = std::str::from_utf8(line).ok()?;
+    let interp = text.split_whitespace().next()?;
+    std::fs::canonicalize(interp).ok()
+}
+
+/// Whether the process `pid` runs the resolved program `program` (`/proc/<pid>/exe`).
+fn runs(pid: i32, program: &Path) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == program)
 }
 
 impl ChromeLauncher {
@@ -134,9 +165,11 @@ impl ChromeLauncher {
         let no_sandbox = config
             .no_sandbox
             .unwrap_or_else(|| rustix::process::geteuid().is_root());
+        let interpreter = script_interpreter(&executable);
         Ok(ChromeLauncher {
             config,
             executable,
+            interpreter,
             no_sandbox,
             hostname: orphans::hostname(),
         })
@@ -248,6 +281,15 @@ impl ChromeLauncher {
                 return Err(fail(tree, BackendErrorKind::TimedOut, msg, &dir).await);
             }
         };
+        if let Some(interp) = &self.interpreter {
+            if runs(tree.pid(), interp) {
+                let msg = format!(
+                    "{WRAPPER_DID_NOT_EXEC} ({} runs the browser as its child, so kill-on-parent-death and crash detection would watch the script): set ChromeConfig::executable to the browser binary it runs",
+                    self.executable.display()
+                );
+                return Err(fail(tree, BackendErrorKind::Launch, msg, &dir).await);
+            }
+        }
         let handler_config = HandlerConfig {
             request_timeout: self.config.request_timeout,
             ..HandlerConfig::default()

@@ -115,7 +115,7 @@ pub use config::{find_browser, ChromeConfig, BROWSER_ENV_VARS, BROWSER_NAMES};
 pub use error::ChromeError;
 pub use launcher::{
     parse_devtools_active_port, ChromeLauncher, ChromeProcess, BASE_ARGS, DEVTOOLS_LOST, HOME_DIR,
-    MAX_SESSION_DIR_LEN, PROFILE_DIR, TMP_DIR,
+    MAX_SESSION_DIR_LEN, PROFILE_DIR, TMP_DIR, WRAPPER_DID_NOT_EXEC,
 };
 pub use matcher::SessionMatcher;
 pub use session::{ChromePage, ChromeSession};

@@ -16,7 +16,7 @@ use browserpool::{
 };
 use browserpool_chrome::{
     procfs, ChromeConfig, ChromeError, ChromeLauncher, ChromeSession, SessionMatcher,
-    DEVTOOLS_LOST, MAX_SESSION_DIR_LEN,
+    DEVTOOLS_LOST, MAX_SESSION_DIR_LEN, WRAPPER_DID_NOT_EXEC,
 };
 use common::*;
 
@@ -722,6 +722,48 @@ async fn a_spare_is_handed_out_without_a_launch_and_a_used_browser_never_returns
         1,
         "the last spare ends like any session"
     );
+    drop(pool);
+    checks.finish().await;
+}
+
+/// A wrapper script that runs the browser as its child instead of `exec`ing it would put
+/// the browser out of reach of kill-on-parent-death and crash detection (both watch the
+/// started process): the launch is refused, and nothing of it is left. Debian's
+/// `/usr/bin/chromium-headless-shell` is such a wrapper; this test writes its own, so it
+/// needs nothing beyond `chromium`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrapper_that_does_not_exec_the_browser_is_refused_and_leaves_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = SERIAL.lock().await;
+    let mut checks = Checks::start();
+    let Some(real) = launcher_or_skip() else {
+        return;
+    };
+    let bin = tempfile::tempdir().unwrap();
+    let wrapper = bin.path().join("chromium-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\n{} \"$@\"\n", real.executable().display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut chrome = ChromeConfig::default();
+    chrome.executable = Some(wrapper.clone());
+    let launcher = ChromeLauncher::new(chrome).unwrap();
+    let root = checks.root();
+    let pool = Pool::new(config(root.path()), launcher).await.unwrap();
+    checks.track_pool(&pool);
+    let err = pool.acquire().await.unwrap_err();
+    let AcquireError::LaunchFailed { reason, .. } = &err else {
+        panic!("expected LaunchFailed, got {err:?}");
+    };
+    assert!(reason.contains(WRAPPER_DID_NOT_EXEC), "{reason}");
+    assert!(reason.contains(&*wrapper.to_string_lossy()), "{reason}");
+    // Nothing of the refused launch is left: no process (by the matcher), no directory.
+    let dir = pool.session_dir(SessionId(1));
+    assert_eq!(processes_of_dir(&dir), Vec::<i32>::new());
+    assert!(!dir.exists());
+    pool.shutdown().await;
     drop(pool);
     checks.finish().await;
 }
