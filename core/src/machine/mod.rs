@@ -131,13 +131,16 @@ pub enum Input {
 /// Work for the shell to carry out, in the order given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Create `dir` and launch a browser in it; report [`Input::Launched`] or
-    /// [`Input::LaunchFailed`] (and later [`Input::Exited`] if it exits).
+    /// Create the session's directory ([`Lifecycle::session_dir`]) and launch a browser
+    /// in it; report [`Input::Launched`] or [`Input::LaunchFailed`] (and later
+    /// [`Input::Exited`] if it exits).
+    ///
+    /// The action names the session only: its directory is a function of the id, so the
+    /// machine builds no path on its hot paths and the shell asks for it when it does the
+    /// I/O.
     Launch {
         /// The new session.
         id: SessionId,
-        /// Its directory, `root/<prefix><instance>-<id>`.
-        dir: PathBuf,
     },
     /// Teardown has begun; callers using `id` from now on get `reason`.
     Ending {
@@ -158,13 +161,11 @@ pub enum Action {
         /// How long to wait for the tree to be gone.
         wait: Duration,
     },
-    /// Remove the session's directory without following symlinks; report
-    /// [`Input::DirRemoved`] or [`Input::RemoveFailed`].
+    /// Remove the session's directory ([`Lifecycle::session_dir`]) without following
+    /// symlinks; report [`Input::DirRemoved`] or [`Input::RemoveFailed`].
     RemoveDir {
         /// The session.
         id: SessionId,
-        /// The directory.
-        dir: PathBuf,
         /// 1 for the first try; retries count up.
         attempt: u32,
     },
@@ -343,6 +344,14 @@ impl Lifecycle {
     /// Process trees that count against `max_browsers` now.
     pub fn occupied(&self) -> usize {
         self.occupied
+    }
+
+    /// The directory of session `id`: `<root>/<prefix><instance>-<id>`, the name
+    /// [`crate::sweep`] recognizes. A pure function of the id (the session need not be
+    /// tracked): [`Action::Launch`] and [`Action::RemoveDir`] carry only the id, and the
+    /// shell asks here for the path when it does the I/O.
+    pub fn session_dir(&self, id: SessionId) -> PathBuf {
+        self.dirs.dir(id)
     }
 
     /// Whether `id` is a spare: launched (or being launched) for nobody and not handed
@@ -627,7 +636,6 @@ impl Lifecycle {
                     self.timers.remove(at, Timer::RemoveRetry(id));
                     self.actions.push_back(Action::RemoveDir {
                         id,
-                        dir: self.dirs.dir(id),
                         attempt: *attempt,
                     });
                 }
@@ -741,10 +749,7 @@ impl Lifecycle {
             .insert(id, activity, Cold::new(state, owner, now));
         self.occupied += 1;
         self.launching += 1;
-        self.actions.push_back(Action::Launch {
-            id,
-            dir: self.dirs.dir(id),
-        });
+        self.actions.push_back(Action::Launch { id });
         id
     }
 
@@ -849,17 +854,12 @@ impl Lifecycle {
         });
         e.hot.activity.mark_ended();
         let owner = e.cold.owner.take();
-        let dir = self.dirs.dir(id);
         self.forget_owner(id, owner);
         self.occupied -= 1;
         self.launching -= 1;
         self.totals.launch_failed += 1;
         self.remember(id, end);
-        self.actions.push_back(Action::RemoveDir {
-            id,
-            dir,
-            attempt: 1,
-        });
+        self.actions.push_back(Action::RemoveDir { id, attempt: 1 });
         self.serve_waiters(now);
     }
 
@@ -1029,14 +1029,9 @@ impl Lifecycle {
                 reply_to: None,
             });
         }
-        let dir = self.dirs.dir(id);
         self.stopping -= 1;
         self.occupied -= 1;
-        self.actions.push_back(Action::RemoveDir {
-            id,
-            dir,
-            attempt: 1,
-        });
+        self.actions.push_back(Action::RemoveDir { id, attempt: 1 });
         self.serve_waiters(now);
     }
 
@@ -1126,11 +1121,7 @@ impl Lifecycle {
         };
         e.cold.remove_retry_at = None;
         if let State::Removing { attempt, .. } = e.cold.state {
-            self.actions.push_back(Action::RemoveDir {
-                id,
-                dir: self.dirs.dir(id),
-                attempt,
-            });
+            self.actions.push_back(Action::RemoveDir { id, attempt });
         }
     }
 

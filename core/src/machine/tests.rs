@@ -102,10 +102,11 @@ fn acquire_launches_in_a_fresh_named_dir_and_replies_after_launched() {
     let a = h.drain();
     assert_eq!(
         a,
-        vec![Action::Launch {
-            id: SessionId(1),
-            dir: PathBuf::from("/r/bpx-00000000000a-1")
-        }]
+        vec![Action::Launch { id: SessionId(1) }]
+    );
+    assert_eq!(
+        h.m.session_dir(SessionId(1)),
+        PathBuf::from("/r/bpx-00000000000a-1")
     );
     assert_eq!(h.m.occupied(), 1);
     assert_eq!(h.m.phase(SessionId(1)), Some(Phase::Launching));
