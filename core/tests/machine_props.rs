@@ -147,7 +147,10 @@ impl World {
             match a {
                 Action::Launch { id } => {
                     prop_assert!(self.issued.insert(id), "{id} launched twice");
-                    prop_assert_eq!(self.m.session_dir(id), PathBuf::from(format!("/r/bpx-0000000000ab-{}", id.0)));
+                    prop_assert_eq!(
+                        self.m.session_dir(id),
+                        PathBuf::from(format!("/r/bpx-0000000000ab-{}", id.0))
+                    );
                     self.pending.push(Pending::Launch(id));
                 }
                 Action::Ending { id, reason } => {

@@ -54,7 +54,7 @@ use crate::session::{
     ActivityRef, CellChunk, EndReason, OwnerKey, RetireCause, SessionId, CELLS_PER_CHUNK,
 };
 use crate::stats::Totals;
-use crate::time::{duration_ms, Timestamp};
+use crate::time::{duration_ms, CoarseClock, Timestamp};
 
 use dirs::SessionDirs;
 use index::{ActivityIndex, Timer, TimerIndex};
@@ -262,6 +262,10 @@ pub struct Lifecycle {
     /// The chunk new sessions' activity cells come from, and the next free cell in it.
     cells: Option<Arc<CellChunk>>,
     next_cell: usize,
+    /// The clock new chunks carry for [`Lease::touch`](crate::Lease::touch): the pool's
+    /// coarse clock once [`Lifecycle::stamp_with`] was called. The machine never reads
+    /// it; it only hands it to the cells.
+    cell_clock: Arc<CoarseClock>,
     actions: VecDeque<Action>,
     shutting_down: bool,
     totals: Totals,
@@ -294,11 +298,20 @@ impl Lifecycle {
             next_ticket: 1,
             cells: None,
             next_cell: 0,
+            cell_clock: Arc::new(CoarseClock::default()),
             actions: VecDeque::new(),
             shutting_down: false,
             totals: Totals::default(),
             spares: Spares::default(),
         })
+    }
+
+    /// Let the activity cells of sessions launched from now on carry `clock`, the coarse
+    /// clock their leases stamp with (the pool calls this once, before any launch). The
+    /// machine itself never reads it.
+    pub(crate) fn stamp_with(&mut self, clock: Arc<CoarseClock>) {
+        self.cell_clock = clock;
+        self.cells = None;
     }
 
     // ----------------------------------------------------------------- getters
@@ -760,7 +773,7 @@ impl Lifecycle {
             Some(c) if self.next_cell < CELLS_PER_CHUNK => c.clone(),
             _ => {
                 let max_uses = self.config.max_uses.unwrap_or(u64::MAX);
-                let c = Arc::new(CellChunk::new(max_uses));
+                let c = Arc::new(CellChunk::new(max_uses, self.cell_clock.clone()));
                 self.cells = Some(c.clone());
                 self.next_cell = 0;
                 c
