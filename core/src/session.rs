@@ -172,7 +172,7 @@ pub(crate) struct CellChunk {
     clock: Arc<CoarseClock>,
     /// The pool's `max_uses` (`u64::MAX` without one), read when an operation ends.
     max_uses: u64,
-    last_active: [AtomicU64; CELLS_PER_CHUNK],
+    last_active: Stamps,
     in_flight: [AtomicU32; CELLS_PER_CHUNK],
     uses: [AtomicU64; CELLS_PER_CHUNK],
     state: [AtomicU8; CELLS_PER_CHUNK],
@@ -183,13 +183,19 @@ impl CellChunk {
         CellChunk {
             clock,
             max_uses,
-            last_active: std::array::from_fn(|_| AtomicU64::new(0)),
+            last_active: Stamps(std::array::from_fn(|_| AtomicU64::new(0))),
             in_flight: std::array::from_fn(|_| AtomicU32::new(0)),
             uses: std::array::from_fn(|_| AtomicU64::new(0)),
             state: std::array::from_fn(|_| AtomicU8::new(STATE_LIVE)),
         }
     }
 }
+
+/// The stamps, on cache lines of their own: a touch writes them, and the chunk's other
+/// fields (which every touch reads) must not share a line with them.
+#[derive(Debug)]
+#[repr(align(64))]
+struct Stamps([AtomicU64; CELLS_PER_CHUNK]);
 
 /// A shared handle on one session's activity cell: what a [`Lease`](crate::Lease)
 /// holds and what [`Lifecycle::activity`](crate::Lifecycle::activity) hands out.
@@ -244,7 +250,7 @@ impl ActivityRef {
     /// Where the activity stamp lives (for tests of the layout).
     #[cfg(test)]
     pub(crate) fn stamp_addr(&self) -> usize {
-        &self.chunk.last_active[self.i()] as *const AtomicU64 as usize
+        &self.chunk.last_active.0[self.i()] as *const AtomicU64 as usize
     }
 
     /// The pool's `max_uses`, `u64::MAX` if it has none.
@@ -272,13 +278,13 @@ impl ActivityRef {
         // A plain store is enough: a concurrent older stamp may win the race, which makes
         // the session look older by at most the spread between concurrent callers (one
         // coarse tick), and the machine's deadline slack covers one tick.
-        self.chunk.last_active[self.i()].store(now.0, Ordering::Relaxed);
+        self.chunk.last_active.0[self.i()].store(now.0, Ordering::Relaxed);
     }
 
     /// When the last activity was stamped.
     #[inline]
     pub fn last_active(&self) -> Timestamp {
-        Timestamp(self.chunk.last_active[self.i()].load(Ordering::Relaxed))
+        Timestamp(self.chunk.last_active.0[self.i()].load(Ordering::Relaxed))
     }
 
     /// Mark an operation as started at `now`: stamps activity, counts a use.

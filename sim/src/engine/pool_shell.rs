@@ -330,7 +330,9 @@ impl Sim<'_> {
                 let mut launched = None;
                 let facts = match a {
                     Action::Launch { id } => {
-                        let dir = root.join(browserpool::sweep::session_dir_name(&prefix, &instance, *id));
+                        let dir = root.join(browserpool::sweep::session_dir_name(
+                            &prefix, &instance, *id,
+                        ));
                         dirs.insert(*id, dir.clone());
                         launched = Some(dir);
                         None
