@@ -925,6 +925,19 @@ impl Lifecycle {
         } else {
             (KillStage::Graceful, grace)
         };
+        // Both actions are built before the bookkeeping below and queued after it: a
+        // value built on the stack and copied at once into the queue makes the copy wait
+        // for the stores that built it (a store-forwarding stall per action).
+        let kill = Action::Kill {
+            id,
+            stage,
+            attempt: 1,
+            wait,
+        };
+        let ending = Action::Ending {
+            id,
+            reason: reason.clone(),
+        };
         e.set_state(State::Stopping {
             reason: reason.clone(),
             attempt: 1,
@@ -961,14 +974,9 @@ impl Lifecycle {
             // Counted where detected.
             EndReason::Crashed { .. } | EndReason::LaunchFailed { .. } => {}
         }
-        self.remember(id, reason.clone());
-        self.actions.push_back(Action::Ending { id, reason });
-        self.actions.push_back(Action::Kill {
-            id,
-            stage,
-            attempt: 1,
-            wait,
-        });
+        self.remember(id, reason);
+        self.actions.push_back(ending);
+        self.actions.push_back(kill);
     }
 
     fn on_kill_timed_out(&mut self, now: Timestamp, id: SessionId, attempt: u32) {
