@@ -88,5 +88,5 @@ fn main() {
             clock,
         ),
     );
-    measure("ours: Vec<Lease> (48-byte handles), Lease::touch", &pool);
+    measure("ours: Vec<Lease> (24-byte handles), Lease::touch", &pool);
 }

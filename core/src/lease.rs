@@ -6,7 +6,6 @@ use crate::backend::ProcessLauncher;
 use crate::error::SessionError;
 use crate::pool::Inner;
 use crate::session::{ActivityRef, SessionId};
-use crate::time::CoarseClock;
 
 /// A handle on one session of a [`Pool`](crate::Pool).
 ///
@@ -18,24 +17,27 @@ use crate::time::CoarseClock;
 ///
 /// Cloning is cheap (reference counts).
 pub struct Lease<L: ProcessLauncher> {
-    pub(crate) id: SessionId,
-    /// Its cell sits beside the cells of the sessions launched around it (see
-    /// [`ActivityRef`]), and it carries the pool's `max_uses`, which keeps a lease at 48
-    /// bytes: touching many sessions in turn streams through both.
-    pub(crate) activity: ActivityRef,
-    pub(crate) process: Arc<L::Process>,
-    pub(crate) coarse: Arc<CoarseClock>,
-    pub(crate) pool: Weak<Inner<L>>,
+    /// Everything a touch needs: the cell sits beside the cells of the sessions launched
+    /// around it, and its chunk carries the pool's coarse clock and `max_uses` (see
+    /// [`ActivityRef`]). Touching many sessions in turn streams through the leases (three
+    /// words each) and the cells' dense stamps.
+    activity: ActivityRef,
+    /// What only the colder calls need, behind one pointer.
+    rest: Arc<LeaseRest<L>>,
+}
+
+/// The parts of a [`Lease`] a touch does not read.
+struct LeaseRest<L: ProcessLauncher> {
+    id: SessionId,
+    process: Arc<L::Process>,
+    pool: Weak<Inner<L>>,
 }
 
 impl<L: ProcessLauncher> Clone for Lease<L> {
     fn clone(&self) -> Self {
         Lease {
-            id: self.id,
             activity: self.activity.clone(),
-            process: self.process.clone(),
-            coarse: self.coarse.clone(),
-            pool: self.pool.clone(),
+            rest: self.rest.clone(),
         }
     }
 }
@@ -43,16 +45,29 @@ impl<L: ProcessLauncher> Clone for Lease<L> {
 impl<L: ProcessLauncher> std::fmt::Debug for Lease<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lease")
-            .field("id", &self.id)
+            .field("id", &self.rest.id)
             .field("ended", &self.activity.is_ended())
             .finish()
     }
 }
 
 impl<L: ProcessLauncher> Lease<L> {
+    /// A lease on live session `id` of `pool`.
+    pub(crate) fn new(
+        id: SessionId,
+        activity: ActivityRef,
+        process: Arc<L::Process>,
+        pool: Weak<Inner<L>>,
+    ) -> Self {
+        Lease {
+            activity,
+            rest: Arc::new(LeaseRest { id, process, pool }),
+        }
+    }
+
     /// The session's id, stable for its whole life and never reused by this pool.
     pub fn id(&self) -> SessionId {
-        self.id
+        self.rest.id
     }
 
     /// Stamp client activity now. One relaxed load of the pool's coarse clock and one
@@ -60,7 +75,7 @@ impl<L: ProcessLauncher> Lease<L> {
     /// client-initiated operation; [`Lease::begin_op`] does it for you.
     #[inline]
     pub fn touch(&self) {
-        self.activity.touch(self.coarse.now());
+        self.activity.touch_coarse();
     }
 
     /// Mark an operation as in flight until the guard is dropped: the session is not
@@ -71,7 +86,7 @@ impl<L: ProcessLauncher> Lease<L> {
         if self.activity.is_ended() {
             return Err(self.ended_error());
         }
-        self.activity.begin_op(self.coarse.now());
+        self.activity.begin_op(self.activity.coarse_now());
         Ok(OpGuard { lease: self })
     }
 
@@ -84,7 +99,7 @@ impl<L: ProcessLauncher> Lease<L> {
         if self.activity.is_ended() {
             return Err(self.ended_error());
         }
-        self.activity.begin_op(self.coarse.now());
+        self.activity.begin_op(self.activity.coarse_now());
         Ok(OwnedOpGuard {
             lease: self.clone(),
         })
@@ -93,10 +108,10 @@ impl<L: ProcessLauncher> Lease<L> {
     /// The end of an operation: stamp, and hint the pool if `max_uses` is reached.
     #[inline]
     fn end_op(&self) {
-        let uses = self.activity.end_op(self.coarse.now());
+        let uses = self.activity.end_op(self.activity.coarse_now());
         if uses >= self.activity.max_uses() {
-            if let Some(inner) = self.pool.upgrade() {
-                inner.retire_hint(self.id);
+            if let Some(inner) = self.rest.pool.upgrade() {
+                inner.retire_hint(self.rest.id);
             }
         }
     }
@@ -118,7 +133,7 @@ impl<L: ProcessLauncher> Lease<L> {
     /// The backend's process handle (for Chrome: the browser and its CDP connection).
     /// Using it does not stamp activity; wrap calls in [`Lease::begin_op`].
     pub fn process(&self) -> &L::Process {
-        &self.process
+        &self.rest.process
     }
 
     /// The session's activity cell.
@@ -128,10 +143,10 @@ impl<L: ProcessLauncher> Lease<L> {
 
     /// Why the session ended, as the pool remembers it.
     pub fn ended_error(&self) -> SessionError {
-        match self.pool.upgrade() {
-            Some(inner) => inner.session_error(self.id),
+        match self.rest.pool.upgrade() {
+            Some(inner) => inner.session_error(self.rest.id),
             None => SessionError::Ended {
-                id: self.id,
+                id: self.rest.id,
                 reason: crate::EndReason::Shutdown,
             },
         }
@@ -174,7 +189,7 @@ impl<L: ProcessLauncher> Drop for OwnedOpGuard<L> {
 impl<L: ProcessLauncher> std::fmt::Debug for OwnedOpGuard<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OwnedOpGuard")
-            .field("id", &self.lease.id)
+            .field("id", &self.lease.rest.id)
             .finish()
     }
 }
@@ -184,11 +199,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_lease_is_six_words() {
+    fn a_lease_is_three_words() {
         // Round-robin touches stream through the leases a server holds: keep them small.
         assert_eq!(
             std::mem::size_of::<Lease<crate::testing::FakeLauncher>>(),
-            48
+            24
         );
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::time::Timestamp;
+use crate::time::{CoarseClock, Timestamp};
 
 /// Identifies a session within one pool.
 ///
@@ -149,33 +149,69 @@ impl fmt::Display for EndReason {
 const STATE_LIVE: u8 = 0;
 const STATE_ENDED: u8 = 1;
 
-/// Activity cells per [`ActivityRef`] chunk.
-pub(crate) const CELLS_PER_CHUNK: usize = 64;
+/// Activity cells per [`ActivityRef`] chunk: 2 KiB of stamps in a row. Fewer would
+/// break a round-robin touch's stream every few cache lines; a chunk (about 5 KiB) stays
+/// allocated while any handle on one of its cells lives, so much larger chunks would let
+/// a few long-lived sessions pin more memory.
+pub(crate) const CELLS_PER_CHUNK: usize = 256;
 
 /// Activity cells allocated together, so that the cells of sessions launched one after
 /// another sit next to each other in memory (a server touching its sessions in turn, or
 /// a reap tick over one launch wave, then reads consecutive cache lines instead of one
 /// scattered allocation per session). Cells are never reused: a chunk is freed when the
 /// last handle on any of its cells is dropped.
+///
+/// The chunk is laid out by field, not by cell: the activity stamps of its sessions are
+/// one dense array of 8-byte words (what a touch writes, so touching sessions in turn
+/// streams through 8 bytes per session, as a plain array of atomics would), and the
+/// operation counters and end flags sit in arrays of their own. The chunk also carries
+/// what every touch needs besides the cell: the pool's coarse clock and `max_uses`.
 #[derive(Debug)]
 pub(crate) struct CellChunk {
+    /// The clock [`ActivityRef::touch_coarse`] stamps with (the pool's coarse clock).
+    clock: Arc<CoarseClock>,
     /// The pool's `max_uses` (`u64::MAX` without one), read when an operation ends.
     max_uses: u64,
-    cells: [Activity; CELLS_PER_CHUNK],
+    last_active: Stamps,
+    in_flight: [AtomicU32; CELLS_PER_CHUNK],
+    uses: [AtomicU64; CELLS_PER_CHUNK],
+    state: [AtomicU8; CELLS_PER_CHUNK],
 }
 
 impl CellChunk {
-    pub(crate) fn new(max_uses: u64) -> Self {
+    pub(crate) fn new(max_uses: u64, clock: Arc<CoarseClock>) -> Self {
         CellChunk {
+            clock,
             max_uses,
-            cells: std::array::from_fn(|_| Activity::new(Timestamp::ZERO)),
+            last_active: Stamps(std::array::from_fn(|_| AtomicU64::new(0))),
+            in_flight: std::array::from_fn(|_| AtomicU32::new(0)),
+            uses: std::array::from_fn(|_| AtomicU64::new(0)),
+            state: std::array::from_fn(|_| AtomicU8::new(STATE_LIVE)),
         }
     }
 }
 
-/// A shared handle on one session's [`Activity`] cell: what a [`Lease`](crate::Lease)
+/// The stamps, on cache lines of their own: a touch writes them, and the chunk's other
+/// fields (which every touch reads) must not share a line with them.
+#[derive(Debug)]
+#[repr(align(64))]
+struct Stamps([AtomicU64; CELLS_PER_CHUNK]);
+
+/// A shared handle on one session's activity cell: what a [`Lease`](crate::Lease)
 /// holds and what [`Lifecycle::activity`](crate::Lifecycle::activity) hands out.
-/// Dereferences to the cell; cloning it is one atomic increment.
+/// Cloning it is one atomic increment.
+///
+/// The cell is what client operations write without a lock, with the same operations
+/// and guarantees as a standalone [`Activity`]:
+///
+/// - [`touch`](ActivityRef::touch) is one relaxed store: O(1), lock-free, no
+///   system-clock read.
+/// - [`begin_op`](ActivityRef::begin_op) / [`end_op`](ActivityRef::end_op) count
+///   operations in flight; a session with one in flight is never reaped, evicted or
+///   retired.
+///
+/// The lifecycle machine reads the cell only when a deadline of this session falls due
+/// or when it looks for an eviction victim ("lazy deadlines").
 ///
 /// The cell stays valid, and keeps saying whether its session ended, for as long as any
 /// handle on it lives, whatever happens to the session or the pool.
@@ -190,9 +226,10 @@ impl ActivityRef {
     /// A cell of its own, stamped at `now`, with no use limit (for callers outside a
     /// pool, such as tests; a pool's cells come from its lifecycle machine).
     pub fn new(now: Timestamp) -> Self {
-        let chunk = Arc::new(CellChunk::new(u64::MAX));
-        chunk.cells[0].touch(now);
-        ActivityRef { chunk, idx: 0 }
+        let clock = Arc::new(CoarseClock::new(now));
+        let cell = ActivityRef::in_chunk(Arc::new(CellChunk::new(u64::MAX, clock)), 0);
+        cell.touch(now);
+        cell
     }
 
     /// Cell `idx` of `chunk` (taken modulo the chunk size).
@@ -203,39 +240,118 @@ impl ActivityRef {
         }
     }
 
+    /// The index into the chunk's arrays; below the chunk size by construction, and the
+    /// mask lets the compiler see it.
+    #[inline(always)]
+    fn i(&self) -> usize {
+        self.idx as usize % CELLS_PER_CHUNK
+    }
+
+    /// Where the activity stamp lives (for tests of the layout).
+    #[cfg(test)]
+    pub(crate) fn stamp_addr(&self) -> usize {
+        &self.chunk.last_active.0[self.i()] as *const AtomicU64 as usize
+    }
+
     /// The pool's `max_uses`, `u64::MAX` if it has none.
     #[inline]
     pub(crate) fn max_uses(&self) -> u64 {
         self.chunk.max_uses
     }
-}
 
-impl std::ops::Deref for ActivityRef {
-    type Target = Activity;
-
+    /// The time on the pool's coarse clock.
     #[inline]
-    fn deref(&self) -> &Activity {
-        // `idx` is below the chunk size by construction; the mask lets the compiler see it.
-        &self.chunk.cells[self.idx as usize % CELLS_PER_CHUNK]
+    pub(crate) fn coarse_now(&self) -> Timestamp {
+        self.chunk.clock.now()
+    }
+
+    /// Stamp activity at the pool's coarse clock's time: one relaxed load of the clock
+    /// and one relaxed store.
+    #[inline]
+    pub(crate) fn touch_coarse(&self) {
+        self.touch(self.coarse_now());
+    }
+
+    /// Stamp activity at `now`. See [`Activity::touch`].
+    #[inline]
+    pub fn touch(&self, now: Timestamp) {
+        // A plain store is enough: a concurrent older stamp may win the race, which makes
+        // the session look older by at most the spread between concurrent callers (one
+        // coarse tick), and the machine's deadline slack covers one tick.
+        self.chunk.last_active.0[self.i()].store(now.0, Ordering::Relaxed);
+    }
+
+    /// When the last activity was stamped.
+    #[inline]
+    pub fn last_active(&self) -> Timestamp {
+        Timestamp(self.chunk.last_active.0[self.i()].load(Ordering::Relaxed))
+    }
+
+    /// Mark an operation as started at `now`: stamps activity, counts a use.
+    #[inline]
+    pub fn begin_op(&self, now: Timestamp) {
+        let i = self.i();
+        self.chunk.in_flight[i].fetch_add(1, Ordering::AcqRel);
+        self.chunk.uses[i].fetch_add(1, Ordering::Relaxed);
+        self.touch(now);
+    }
+
+    /// Mark an operation as finished at `now`: stamps activity. Returns the uses so far.
+    #[inline]
+    pub fn end_op(&self, now: Timestamp) -> u64 {
+        let i = self.i();
+        self.touch(now);
+        self.chunk.in_flight[i].fetch_sub(1, Ordering::AcqRel);
+        self.chunk.uses[i].load(Ordering::Relaxed)
+    }
+
+    /// Operations in flight.
+    #[inline]
+    pub fn in_flight(&self) -> u32 {
+        self.chunk.in_flight[self.i()].load(Ordering::Acquire)
+    }
+
+    /// Whether an operation is in flight.
+    #[inline]
+    pub fn is_busy(&self) -> bool {
+        self.in_flight() > 0
+    }
+
+    /// Client operations counted so far.
+    pub fn uses(&self) -> u64 {
+        self.chunk.uses[self.i()].load(Ordering::Relaxed)
+    }
+
+    /// Whether teardown of this session has started.
+    #[inline]
+    pub fn is_ended(&self) -> bool {
+        self.chunk.state[self.i()].load(Ordering::Acquire) == STATE_ENDED
+    }
+
+    /// Mark the session as ended; callers holding a handle see it at once.
+    pub fn mark_ended(&self) {
+        self.chunk.state[self.i()].store(STATE_ENDED, Ordering::Release);
     }
 }
 
 impl fmt::Debug for ActivityRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
+        f.debug_struct("ActivityRef")
+            .field("last_active", &self.last_active())
+            .field("in_flight", &self.in_flight())
+            .field("uses", &self.uses())
+            .field("ended", &self.is_ended())
+            .finish()
     }
 }
 
-/// The per-session cell that client operations write without a lock.
+/// A standalone activity cell, for code that keeps its own (a pool's sessions use
+/// [`ActivityRef`] cells, which offer the same operations and guarantees).
 ///
-/// - [`touch`](Activity::touch) is one relaxed load of the coarse clock and one relaxed
-///   store: O(1), lock-free, no system-clock read.
+/// - [`touch`](Activity::touch) is one relaxed store: O(1), lock-free, no system-clock
+///   read.
 /// - [`begin_op`](Activity::begin_op) / [`end_op`](Activity::end_op) count operations in
-///   flight; a session with one in flight is never reaped, evicted or retired.
-///
-/// The lifecycle machine reads the cell only when a deadline of this session falls due
-/// or when it looks for an eviction victim ("lazy deadlines"). Cells are shared through
-/// [`ActivityRef`] handles.
+///   flight.
 #[derive(Debug)]
 pub struct Activity {
     last_active: AtomicU64,

@@ -54,7 +54,7 @@ use crate::session::{
     ActivityRef, CellChunk, EndReason, OwnerKey, RetireCause, SessionId, CELLS_PER_CHUNK,
 };
 use crate::stats::Totals;
-use crate::time::{duration_ms, Timestamp};
+use crate::time::{duration_ms, CoarseClock, Timestamp};
 
 use dirs::SessionDirs;
 use index::{ActivityIndex, Timer, TimerIndex};
@@ -131,13 +131,16 @@ pub enum Input {
 /// Work for the shell to carry out, in the order given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Create `dir` and launch a browser in it; report [`Input::Launched`] or
-    /// [`Input::LaunchFailed`] (and later [`Input::Exited`] if it exits).
+    /// Create the session's directory ([`Lifecycle::session_dir`]) and launch a browser
+    /// in it; report [`Input::Launched`] or [`Input::LaunchFailed`] (and later
+    /// [`Input::Exited`] if it exits).
+    ///
+    /// The action names the session only: its directory is a function of the id, so the
+    /// machine builds no path on its hot paths and the shell asks for it when it does the
+    /// I/O.
     Launch {
         /// The new session.
         id: SessionId,
-        /// Its directory, `root/<prefix><instance>-<id>`.
-        dir: PathBuf,
     },
     /// Teardown has begun; callers using `id` from now on get `reason`.
     Ending {
@@ -158,13 +161,11 @@ pub enum Action {
         /// How long to wait for the tree to be gone.
         wait: Duration,
     },
-    /// Remove the session's directory without following symlinks; report
-    /// [`Input::DirRemoved`] or [`Input::RemoveFailed`].
+    /// Remove the session's directory ([`Lifecycle::session_dir`]) without following
+    /// symlinks; report [`Input::DirRemoved`] or [`Input::RemoveFailed`].
     RemoveDir {
         /// The session.
         id: SessionId,
-        /// The directory.
-        dir: PathBuf,
         /// 1 for the first try; retries count up.
         attempt: u32,
     },
@@ -261,6 +262,10 @@ pub struct Lifecycle {
     /// The chunk new sessions' activity cells come from, and the next free cell in it.
     cells: Option<Arc<CellChunk>>,
     next_cell: usize,
+    /// The clock new chunks carry for [`Lease::touch`](crate::Lease::touch): the pool's
+    /// coarse clock once [`Lifecycle::stamp_with`] was called. The machine never reads
+    /// it; it only hands it to the cells.
+    cell_clock: Arc<CoarseClock>,
     actions: VecDeque<Action>,
     shutting_down: bool,
     totals: Totals,
@@ -293,11 +298,20 @@ impl Lifecycle {
             next_ticket: 1,
             cells: None,
             next_cell: 0,
+            cell_clock: Arc::new(CoarseClock::default()),
             actions: VecDeque::new(),
             shutting_down: false,
             totals: Totals::default(),
             spares: Spares::default(),
         })
+    }
+
+    /// Let the activity cells of sessions launched from now on carry `clock`, the coarse
+    /// clock their leases stamp with (the pool calls this once, before any launch). The
+    /// machine itself never reads it.
+    pub(crate) fn stamp_with(&mut self, clock: Arc<CoarseClock>) {
+        self.cell_clock = clock;
+        self.cells = None;
     }
 
     // ----------------------------------------------------------------- getters
@@ -343,6 +357,14 @@ impl Lifecycle {
     /// Process trees that count against `max_browsers` now.
     pub fn occupied(&self) -> usize {
         self.occupied
+    }
+
+    /// The directory of session `id`: `<root>/<prefix><instance>-<id>`, the name
+    /// [`crate::sweep`] recognizes. A pure function of the id (the session need not be
+    /// tracked): [`Action::Launch`] and [`Action::RemoveDir`] carry only the id, and the
+    /// shell asks here for the path when it does the I/O.
+    pub fn session_dir(&self, id: SessionId) -> PathBuf {
+        self.dirs.dir(id)
     }
 
     /// Whether `id` is a spare: launched (or being launched) for nobody and not handed
@@ -627,7 +649,6 @@ impl Lifecycle {
                     self.timers.remove(at, Timer::RemoveRetry(id));
                     self.actions.push_back(Action::RemoveDir {
                         id,
-                        dir: self.dirs.dir(id),
                         attempt: *attempt,
                     });
                 }
@@ -741,10 +762,7 @@ impl Lifecycle {
             .insert(id, activity, Cold::new(state, owner, now));
         self.occupied += 1;
         self.launching += 1;
-        self.actions.push_back(Action::Launch {
-            id,
-            dir: self.dirs.dir(id),
-        });
+        self.actions.push_back(Action::Launch { id });
         id
     }
 
@@ -755,7 +773,7 @@ impl Lifecycle {
             Some(c) if self.next_cell < CELLS_PER_CHUNK => c.clone(),
             _ => {
                 let max_uses = self.config.max_uses.unwrap_or(u64::MAX);
-                let c = Arc::new(CellChunk::new(max_uses));
+                let c = Arc::new(CellChunk::new(max_uses, self.cell_clock.clone()));
                 self.cells = Some(c.clone());
                 self.next_cell = 0;
                 c
@@ -849,17 +867,12 @@ impl Lifecycle {
         });
         e.hot.activity.mark_ended();
         let owner = e.cold.owner.take();
-        let dir = self.dirs.dir(id);
         self.forget_owner(id, owner);
         self.occupied -= 1;
         self.launching -= 1;
         self.totals.launch_failed += 1;
         self.remember(id, end);
-        self.actions.push_back(Action::RemoveDir {
-            id,
-            dir,
-            attempt: 1,
-        });
+        self.actions.push_back(Action::RemoveDir { id, attempt: 1 });
         self.serve_waiters(now);
     }
 
@@ -912,6 +925,19 @@ impl Lifecycle {
         } else {
             (KillStage::Graceful, grace)
         };
+        // Both actions are built before the bookkeeping below and queued after it: a
+        // value built on the stack and copied at once into the queue makes the copy wait
+        // for the stores that built it (a store-forwarding stall per action).
+        let kill = Action::Kill {
+            id,
+            stage,
+            attempt: 1,
+            wait,
+        };
+        let ending = Action::Ending {
+            id,
+            reason: reason.clone(),
+        };
         e.set_state(State::Stopping {
             reason: reason.clone(),
             attempt: 1,
@@ -948,14 +974,9 @@ impl Lifecycle {
             // Counted where detected.
             EndReason::Crashed { .. } | EndReason::LaunchFailed { .. } => {}
         }
-        self.remember(id, reason.clone());
-        self.actions.push_back(Action::Ending { id, reason });
-        self.actions.push_back(Action::Kill {
-            id,
-            stage,
-            attempt: 1,
-            wait,
-        });
+        self.remember(id, reason);
+        self.actions.push_back(ending);
+        self.actions.push_back(kill);
     }
 
     fn on_kill_timed_out(&mut self, now: Timestamp, id: SessionId, attempt: u32) {
@@ -1029,14 +1050,9 @@ impl Lifecycle {
                 reply_to: None,
             });
         }
-        let dir = self.dirs.dir(id);
         self.stopping -= 1;
         self.occupied -= 1;
-        self.actions.push_back(Action::RemoveDir {
-            id,
-            dir,
-            attempt: 1,
-        });
+        self.actions.push_back(Action::RemoveDir { id, attempt: 1 });
         self.serve_waiters(now);
     }
 
@@ -1126,11 +1142,7 @@ impl Lifecycle {
         };
         e.cold.remove_retry_at = None;
         if let State::Removing { attempt, .. } = e.cold.state {
-            self.actions.push_back(Action::RemoveDir {
-                id,
-                dir: self.dirs.dir(id),
-                attempt,
-            });
+            self.actions.push_back(Action::RemoveDir { id, attempt });
         }
     }
 

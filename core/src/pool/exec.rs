@@ -145,7 +145,8 @@ impl<L: ProcessLauncher> Inner<L> {
                 observe(&action);
             }
             match action {
-                Action::Launch { id, dir } => {
+                Action::Launch { id } => {
+                    let dir = st.machine.session_dir(id);
                     let net = self.net(None, Some(dir.clone()));
                     st.slots.insert(
                         id,
@@ -186,7 +187,10 @@ impl<L: ProcessLauncher> Inner<L> {
                         wait,
                     });
                 }
-                Action::RemoveDir { id, dir, .. } => work.push(Work::Remove { id, dir }),
+                Action::RemoveDir { id, .. } => work.push(Work::Remove {
+                    id,
+                    dir: st.machine.session_dir(id),
+                }),
                 Action::Finished {
                     id, dir_removed, ..
                 } => {
@@ -443,7 +447,7 @@ impl<L: ProcessLauncher> Inner<L> {
                         let process = st.slots.get_mut(&id).and_then(|s| s.process.take());
                         kills.push((id, process));
                     }
-                    Action::RemoveDir { id, dir, .. } => removes.push((id, dir)),
+                    Action::RemoveDir { id, .. } => removes.push((id, st.machine.session_dir(id))),
                     Action::Finished { id, .. } => {
                         // Processes gone and the directory removed, or its removal failed
                         // just now and is left to the next start's sweep: either way the

@@ -107,7 +107,7 @@ impl<L: ProcessLauncher> PoolBuilder<L> {
     /// keeps a handle on it and spawns all its tasks there.
     pub async fn build(self) -> Result<Pool<L>, PoolError> {
         let instance = self.instance.unwrap_or_else(startup::fresh_instance);
-        let machine = Lifecycle::new(self.config.clone(), &instance)?;
+        let mut machine = Lifecycle::new(self.config.clone(), &instance)?;
         let config = self.config;
         let marker_path = config
             .root
@@ -125,8 +125,10 @@ impl<L: ProcessLauncher> PoolBuilder<L> {
         };
         let now = self.clock.now();
         let handle = tokio::runtime::Handle::current();
+        let coarse = Arc::new(CoarseClock::new(now));
+        machine.stamp_with(coarse.clone());
         let inner = Arc::new(Inner {
-            coarse: Arc::new(CoarseClock::new(now)),
+            coarse,
             config,
             instance,
             launcher,
@@ -300,13 +302,12 @@ impl<L: ProcessLauncher> Pool<L> {
             .get(&id)
             .and_then(|s| s.process.clone())
             .ok_or(SessionError::Unknown { id })?;
-        Ok(Lease {
+        Ok(Lease::new(
             id,
             activity,
             process,
-            coarse: self.inner.coarse.clone(),
-            pool: Arc::downgrade(&self.inner),
-        })
+            Arc::downgrade(&self.inner),
+        ))
     }
 
     /// Destroy a session and wait until its processes are gone and its directory removed

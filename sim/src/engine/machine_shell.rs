@@ -25,8 +25,14 @@ impl Sim<'_> {
     }
 
     pub(super) fn exec(&mut self, a: Action) {
+        // Actions name sessions by id; the machine that emitted them knows the directory.
+        let dir_of = |me: &Self, id| me.machine.as_ref().map(|m| m.session_dir(id));
         match a {
-            Action::Launch { id, dir } => self.do_launch(id, dir),
+            Action::Launch { id } => {
+                if let Some(dir) = dir_of(self, id) {
+                    self.do_launch(id, dir);
+                }
+            }
             Action::Ending { id, reason } => self.ending(id, &reason),
             Action::Kill {
                 id,
@@ -34,7 +40,10 @@ impl Sim<'_> {
                 attempt,
                 wait,
             } => self.do_kill(id, stage, attempt, wait),
-            Action::RemoveDir { id, dir, .. } => {
+            Action::RemoveDir { id, .. } => {
+                let Some(dir) = dir_of(self, id) else {
+                    return;
+                };
                 let r = self.w().remove_dir_all(&dir);
                 self.tr(Tr::Remove {
                     id: id.0,

@@ -67,8 +67,9 @@ impl Clock for OffsetClock {
 /// Something the pool (or its backend, or a request task) did.
 pub(super) enum Note {
     /// An action of the pool's machine; for `Finished`, whether the session's tree was
-    /// alive and its directory there at that instant.
-    Action(Action, Option<(bool, bool)>),
+    /// alive and its directory there at that instant; for `Launch`, the session's
+    /// directory (actions name sessions by id only).
+    Action(Action, Option<(bool, bool)>, Option<PathBuf>),
     /// The backend started a tree for a session; `crash_at`: when it will crash by
     /// itself, if it does before the end.
     Started {
@@ -316,14 +317,24 @@ impl Sim<'_> {
             let (inbox, live, world) = (inbox.clone(), live.clone(), self.world.clone());
             let inc = self.inc;
             let dirs: Mutex<BTreeMap<SessionId, PathBuf>> = Mutex::default();
+            let (root, prefix, instance) = (
+                self.config.root.clone(),
+                self.config.prefix.clone(),
+                instance.to_owned(),
+            );
             move |a: &Action| {
                 if !live.load(Ordering::Acquire) {
                     return;
                 }
                 let mut dirs = dirs.lock().unwrap_or_else(|p| p.into_inner());
+                let mut launched = None;
                 let facts = match a {
-                    Action::Launch { id, dir } => {
+                    Action::Launch { id } => {
+                        let dir = root.join(browserpool::sweep::session_dir_name(
+                            &prefix, &instance, *id,
+                        ));
                         dirs.insert(*id, dir.clone());
+                        launched = Some(dir);
                         None
                     }
                     Action::Finished { id, .. } => dirs.remove(id).map(|dir| {
@@ -335,7 +346,7 @@ impl Sim<'_> {
                     }),
                     _ => None,
                 };
-                inbox.push(Note::Action(a.clone(), facts));
+                inbox.push(Note::Action(a.clone(), facts, launched));
             }
         };
         let built = rt.block_on(
@@ -422,12 +433,12 @@ impl Sim<'_> {
 
     pub(super) fn pool_note(&mut self, note: Note) {
         match note {
-            Note::Action(a, facts) => match a {
-                Action::Launch { id, dir } => {
+            Note::Action(a, facts, launched) => match a {
+                Action::Launch { id } => {
                     self.slots.insert(
                         id,
                         Slot {
-                            dir,
+                            dir: launched.unwrap_or_default(),
                             tree: None,
                             activity: None,
                             last_ms: None,
