@@ -69,7 +69,8 @@ impl Backoff {
 #[non_exhaustive]
 pub struct PoolConfig {
     /// Hard bound on live browser process trees, counting sessions being launched and
-    /// sessions being torn down until their processes are gone. Default 8.
+    /// sessions being torn down until their processes are gone. Default 8; at least 1
+    /// and at most [`PoolConfig::MAX_BROWSERS`].
     pub max_browsers: usize,
     /// A session with no client activity for this long is reaped. `None` opts out.
     /// Default 30 minutes.
@@ -352,6 +353,12 @@ impl PoolConfig {
     /// overshot its concurrency limit).
     pub const SPARE_LAUNCH_CONCURRENCY: usize = 1;
 
+    /// The largest `max_browsers` [`PoolConfig::validate`] accepts: 2^20 (1 048 576),
+    /// far above what any host holds and above the benchmarks' 100 000 sessions. Without
+    /// a bound, `max_browsers = usize::MAX` with as many `spares` was a valid config
+    /// that made the pool launch spares without end.
+    pub const MAX_BROWSERS: usize = 1 << 20;
+
     /// How refills back off after launch failures: after `n` failed launches in a row
     /// (a client's or a spare's), no spare is launched for `SPARE_BACKOFF.delay(n)` of
     /// machine time: 1 s doubling to 60 s. A successful launch resets the count.
@@ -396,6 +403,12 @@ impl PoolConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_browsers == 0 {
             return Err(ConfigError::ZeroMaxBrowsers);
+        }
+        if self.max_browsers > Self::MAX_BROWSERS {
+            return Err(ConfigError::TooManyBrowsers {
+                max_browsers: self.max_browsers,
+                limit: Self::MAX_BROWSERS,
+            });
         }
         let positive = [
             ("reap_interval", Some(self.reap_interval)),

@@ -13,6 +13,14 @@ pub enum ConfigError {
     /// `max_browsers` is zero, so no session could ever be served.
     #[error("max_browsers is 0: set it to the number of browsers this host can hold (at least 1)")]
     ZeroMaxBrowsers,
+    /// `max_browsers` is above [`PoolConfig::MAX_BROWSERS`](crate::PoolConfig::MAX_BROWSERS).
+    #[error("max_browsers is {max_browsers}, above the limit of {limit}: no host holds that many browsers; set it to the number this host can hold")]
+    TooManyBrowsers {
+        /// The value given.
+        max_browsers: usize,
+        /// [`PoolConfig::MAX_BROWSERS`](crate::PoolConfig::MAX_BROWSERS).
+        limit: usize,
+    },
     /// A duration that must be positive is zero (below one millisecond).
     #[error("{field} is zero: give it a positive duration of at least 1 ms (use None to opt out where the field is optional)")]
     ZeroDuration {
@@ -88,7 +96,7 @@ impl ConfigError {
     /// The field (or, for [`ConfigError::SumTooLong`], the sum of fields) that was refused.
     pub fn field(&self) -> &'static str {
         match self {
-            ConfigError::ZeroMaxBrowsers => "max_browsers",
+            ConfigError::ZeroMaxBrowsers | ConfigError::TooManyBrowsers { .. } => "max_browsers",
             ConfigError::ZeroDuration { field } | ConfigError::DurationTooLong { field, .. } => {
                 field
             }

@@ -194,8 +194,10 @@ fn every_config_is_refused_with_its_field_or_runs_without_panicking() {
     if let Err(e) = result {
         panic!("{e}");
     }
-    // The strategy must exercise both sides, not only refusals.
-    assert!(valid.get() >= 80, "only {} valid configs ran", valid.get());
+    // The strategy must exercise both sides, not only refusals. About 85 of the 1000
+    // random configs are valid (74 to 89 seen); 40 is five standard deviations below,
+    // so this fails only when the strategy stops producing valid configs.
+    assert!(valid.get() >= 40, "only {} valid configs ran", valid.get());
 }
 
 #[test]
@@ -216,6 +218,13 @@ fn durations_and_sums_past_a_year_are_refused_by_name() {
         sum.validate().unwrap_err().field(),
         "kill_grace + kill_timeout * kill_attempts"
     );
+    let huge = ok
+        .clone()
+        .with_max_browsers(usize::MAX)
+        .with_spares(usize::MAX);
+    assert_eq!(huge.validate().unwrap_err().field(), "max_browsers");
+    let limit = ok.clone().with_max_browsers(PoolConfig::MAX_BROWSERS);
+    assert_eq!(limit.validate(), Ok(()));
     let overflow = ok
         .clone()
         .with_kill_timeout(year)

@@ -248,7 +248,7 @@ fn pool_flag(field: &str) -> &'static str {
 pub fn pool_error(e: &browserpool::ConfigError) -> ConfigError {
     use browserpool::ConfigError as E;
     let flag = match e {
-        E::ZeroMaxBrowsers => "max-browsers",
+        E::ZeroMaxBrowsers | E::TooManyBrowsers { .. } => "max-browsers",
         E::ZeroDuration { field } => pool_flag(field),
         E::TickLongerThanReapInterval { .. } => "reap-interval",
         E::ZeroMaxUses => "max-uses",
