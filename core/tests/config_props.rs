@@ -32,6 +32,15 @@ fn count() -> impl Strategy<Value = usize> {
     prop_oneof![20 => 1usize..6, 1 => Just(0usize), 1 => Just(usize::MAX)]
 }
 
+/// A memory limit: mostly none or positive, sometimes the refused zero.
+fn mem() -> impl Strategy<Value = Option<u64>> {
+    prop_oneof![
+        10 => Just(None),
+        1 => Just(Some(0u64)),
+        5 => (1u64..u64::MAX).prop_map(Some),
+    ]
+}
+
 fn config() -> impl Strategy<Value = PoolConfig> {
     let policy = prop_oneof![
         Just(CapacityPolicy::EvictLru),
@@ -53,7 +62,7 @@ fn config() -> impl Strategy<Value = PoolConfig> {
         (count(), opt_dur(), dur(), dur(), policy, dur(), count()),
         (opt_dur(), uses, dur(), dur(), dur(), attempts, dur()),
         (dur(), dur(), root, prefix, any::<bool>(), count(), ordered),
-        (count(), dur()),
+        (count(), dur(), mem(), mem(), dur()),
     )
         .prop_map(
             |(
@@ -76,7 +85,7 @@ fn config() -> impl Strategy<Value = PoolConfig> {
                     legacy_min_age,
                 ),
                 (initial, max, root, prefix, sweep_on_start, tombstones, ordered),
-                (spares, spare_max_age),
+                (spares, spare_max_age, memory_budget, max_session_memory, memory_interval),
             )| {
                 let (tick, reap_interval, initial, max) = if ordered {
                     (
@@ -111,6 +120,9 @@ fn config() -> impl Strategy<Value = PoolConfig> {
                     legacy_min_age,
                     spares,
                     spare_max_age,
+                    memory_budget,
+                    max_session_memory,
+                    memory_interval,
                 }
             },
         )
