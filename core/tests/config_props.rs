@@ -32,12 +32,23 @@ fn count() -> impl Strategy<Value = usize> {
     prop_oneof![20 => 1usize..6, 1 => Just(0usize), 1 => Just(usize::MAX)]
 }
 
+/// A sampling interval: mostly valid, sometimes zero or past a year.
+fn mem_interval() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        // Not below 100 ms: a 1 ms sampler over the simulated life would wake the test
+        // hundreds of thousands of times (the validity rule is the same at any length).
+        40 => (100u64..20_000).prop_map(Duration::from_millis),
+        1 => Just(Duration::ZERO),
+        1 => Just(PoolConfig::MAX_DURATION + Duration::from_millis(1)),
+    ]
+}
+
 /// A memory limit: mostly none or positive, sometimes the refused zero.
 fn mem() -> impl Strategy<Value = Option<u64>> {
     prop_oneof![
-        10 => Just(None),
+        40 => Just(None),
         1 => Just(Some(0u64)),
-        5 => (1u64..u64::MAX).prop_map(Some),
+        10 => (1u64..u64::MAX).prop_map(Some),
     ]
 }
 
@@ -62,7 +73,7 @@ fn config() -> impl Strategy<Value = PoolConfig> {
         (count(), opt_dur(), dur(), dur(), policy, dur(), count()),
         (opt_dur(), uses, dur(), dur(), dur(), attempts, dur()),
         (dur(), dur(), root, prefix, any::<bool>(), count(), ordered),
-        (count(), dur(), mem(), mem(), dur()),
+        (count(), dur(), mem(), mem(), mem_interval()),
     )
         .prop_map(
             |(
