@@ -590,6 +590,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::field_reassign_with_default)]
     fn memory_limits_must_be_positive_and_the_interval_bounded() {
         for field in ["memory_budget", "max_session_memory"] {
             let mut bad = PoolConfig::default();
@@ -598,7 +599,9 @@ mod tests {
             } else {
                 bad.max_session_memory = Some(0);
             }
-            let e = bad.validate().unwrap_err();
+            let Err(e) = bad.validate() else {
+                panic!("{field} = Some(0) was accepted")
+            };
             assert_eq!(e, ConfigError::ZeroMemory { field });
             assert_eq!(e.field(), field);
             assert!(e.to_string().contains(field), "{e}");

@@ -291,9 +291,9 @@ impl PoolSpec {
             legacy_min_age: secs(self.legacy_min_age_secs),
             spares: self.spares,
             spare_max_age: secs(self.spare_max_age_secs),
-            memory_budget: (self.memory_budget_mib > 0).then(|| self.memory_budget_mib << 20),
+            memory_budget: (self.memory_budget_mib > 0).then_some(self.memory_budget_mib << 20),
             max_session_memory: (self.max_session_memory_mib > 0)
-                .then(|| self.max_session_memory_mib << 20),
+                .then_some(self.max_session_memory_mib << 20),
             memory_interval: secs(self.memory_interval_secs),
             ..PoolConfig::default()
         }
