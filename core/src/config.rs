@@ -168,6 +168,26 @@ pub struct PoolConfig {
     /// handed-out browser is never older than this plus its own use. Default 30 minutes;
     /// must be positive and at most [`PoolConfig::MAX_DURATION`].
     pub spare_max_age: Duration,
+    /// Memory budget in bytes for the summed proportional set size (PSS) of every
+    /// session's process tree. `None` (the default) opts out. When the pool's measured
+    /// memory (plus an estimate for launches not yet measured) is over the budget, the
+    /// least-recently-active idle sessions are torn down with
+    /// [`EndReason::Memory`](crate::EndReason::Memory) until it is under; a busy session is
+    /// never torn down for it, and neither is the last session (that is counted in
+    /// [`Totals::over_budget_with_one_session`](crate::Totals::over_budget_with_one_session)
+    /// instead). An acquire that would exceed it evicts idle sessions first; if every
+    /// session is busy it follows `capacity_policy` and fails with
+    /// [`AcquireError::MemoryBudget`](crate::AcquireError::MemoryBudget). Must be positive.
+    pub memory_budget: Option<u64>,
+    /// A session whose process tree's PSS is measured above this many bytes is retired
+    /// ([`EndReason::Memory`](crate::EndReason::Memory)) at its next moment without an
+    /// operation in flight. `None` (the default) opts out. Must be positive.
+    pub max_session_memory: Option<u64>,
+    /// How often the pool measures every session's memory (one
+    /// [`ProcessLauncher::memory`](crate::ProcessLauncher::memory) call per session,
+    /// concurrently) while `memory_budget` or `max_session_memory` is set. Default 5 s;
+    /// must be positive and at most [`PoolConfig::MAX_DURATION`].
+    pub memory_interval: Duration,
 }
 
 /// One setter per field, for building a [`PoolConfig`] outside this crate (it is
@@ -306,6 +326,24 @@ impl PoolConfig {
         self.spare_max_age = spare_max_age;
         self
     }
+    /// Sets [`PoolConfig::memory_budget`].
+    #[must_use]
+    pub fn with_memory_budget(mut self, memory_budget: Option<u64>) -> Self {
+        self.memory_budget = memory_budget;
+        self
+    }
+    /// Sets [`PoolConfig::max_session_memory`].
+    #[must_use]
+    pub fn with_max_session_memory(mut self, max_session_memory: Option<u64>) -> Self {
+        self.max_session_memory = max_session_memory;
+        self
+    }
+    /// Sets [`PoolConfig::memory_interval`].
+    #[must_use]
+    pub fn with_memory_interval(mut self, memory_interval: Duration) -> Self {
+        self.memory_interval = memory_interval;
+        self
+    }
 }
 
 impl Default for PoolConfig {
@@ -336,6 +374,9 @@ impl Default for PoolConfig {
             tombstones: 4096,
             spares: 0,
             spare_max_age: Duration::from_secs(30 * 60),
+            memory_budget: None,
+            max_session_memory: None,
+            memory_interval: Duration::from_secs(5),
         }
     }
 }
@@ -422,6 +463,7 @@ impl PoolConfig {
             ("max_lifetime", self.max_lifetime),
             ("legacy_min_age", Some(self.legacy_min_age)),
             ("spare_max_age", Some(self.spare_max_age)),
+            ("memory_interval", Some(self.memory_interval)),
             (
                 "capacity_policy.Wait.timeout",
                 match self.capacity_policy {
@@ -483,6 +525,14 @@ impl PoolConfig {
         }
         if self.tombstones == 0 {
             return Err(ConfigError::ZeroTombstones);
+        }
+        for (field, value) in [
+            ("memory_budget", self.memory_budget),
+            ("max_session_memory", self.max_session_memory),
+        ] {
+            if value == Some(0) {
+                return Err(ConfigError::ZeroMemory { field });
+            }
         }
         if self.spares > self.max_browsers {
             return Err(ConfigError::TooManySpares {
@@ -720,6 +770,45 @@ mod tests {
             legacy: vec![LegacyPattern::uuid("chromelambda-")],
             ..PoolConfig::default()
         };
+        assert_eq!(good.validate(), Ok(()));
+    }
+
+    #[test]
+    #[allow(clippy::field_reassign_with_default)]
+    fn memory_limits_must_be_positive_and_the_interval_bounded() {
+        for field in ["memory_budget", "max_session_memory"] {
+            let mut bad = PoolConfig::default();
+            if field == "memory_budget" {
+                bad.memory_budget = Some(0);
+            } else {
+                bad.max_session_memory = Some(0);
+            }
+            let Err(e) = bad.validate() else {
+                panic!("{field} = Some(0) was accepted")
+            };
+            assert_eq!(e, ConfigError::ZeroMemory { field });
+            assert_eq!(e.field(), field);
+            assert!(e.to_string().contains(field), "{e}");
+        }
+        let mut bad = PoolConfig::default();
+        bad.memory_interval = Duration::ZERO;
+        assert_eq!(
+            bad.validate(),
+            Err(ConfigError::ZeroDuration {
+                field: "memory_interval"
+            })
+        );
+        bad.memory_interval = PoolConfig::MAX_DURATION + Duration::from_secs(1);
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::DurationTooLong {
+                field: "memory_interval",
+                ..
+            })
+        ));
+        let mut good = PoolConfig::default();
+        good.memory_budget = Some(1 << 30);
+        good.max_session_memory = Some(1);
         assert_eq!(good.validate(), Ok(()));
     }
 

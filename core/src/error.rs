@@ -72,6 +72,12 @@ pub enum ConfigError {
         /// The configured bound.
         max_browsers: usize,
     },
+    /// `memory_budget` or `max_session_memory` is `Some(0)`.
+    #[error("{field} is Some(0): no browser fits in zero bytes; give a positive number of bytes, or None to opt out")]
+    ZeroMemory {
+        /// The field's name.
+        field: &'static str,
+    },
     /// A name prefix (the pool's, or a legacy pattern's) could take entries that belong
     /// to other software. See [`PoolConfig::validate`](crate::PoolConfig::validate) for
     /// the exact rule.
@@ -107,6 +113,7 @@ impl ConfigError {
             ConfigError::ZeroKillAttempts => "kill_attempts",
             ConfigError::ZeroTombstones => "tombstones",
             ConfigError::TooManySpares { .. } => "spares",
+            ConfigError::ZeroMemory { field } => field,
             ConfigError::BadPrefix { .. } => "prefix",
             ConfigError::RelativeRoot { .. } => "root",
         }
@@ -122,6 +129,20 @@ pub enum AcquireError {
     AtCapacity {
         /// The configured `max_browsers`.
         max: usize,
+    },
+    /// The memory budget, not `max_browsers`, was the limit: the sessions' measured
+    /// memory plus the estimate for a new browser exceeds `memory_budget`, and no idle
+    /// session could be evicted to make room (every session was busy). Under `Reject`
+    /// this comes at once; under `Wait` and `EvictLru` when the wait runs out.
+    #[error("memory budget reached: sessions use {in_use} of the {budget}-byte memory_budget and a new browser needs about {estimate} more, and every session is busy so none could be evicted; the limit was memory, not max_browsers: retry later, destroy a session, or raise memory_budget")]
+    MemoryBudget {
+        /// The configured `memory_budget` in bytes.
+        budget: u64,
+        /// The measured memory of the pool's sessions (plus estimates for those not yet
+        /// measured), in bytes.
+        in_use: u64,
+        /// The estimate for one more browser, in bytes.
+        estimate: u64,
     },
     /// The request waited for a slot and none freed in time.
     #[error("no browser slot freed within {waited:?}: every session stayed busy; retry later or raise max_browsers")]

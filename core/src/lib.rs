@@ -94,7 +94,9 @@ pub use fs::OsFilesystem;
 pub use lease::{Lease, OpGuard, OwnedOpGuard};
 pub use machine::{Action, Input, Lifecycle, MachineStats, Phase, SessionInfo, Ticket};
 pub use pool::{Pool, PoolBuilder, ShutdownReport};
-pub use session::{Activity, ActivityRef, EndReason, OwnerKey, RetireCause, SessionId};
+pub use session::{
+    Activity, ActivityRef, EndReason, MemoryLimit, OwnerKey, RetireCause, SessionId,
+};
 pub use stats::{PoolMemory, PoolStats, Totals};
 pub use sweep::{LegacyPattern, LegacyShape, SweepReport};
 pub use time::{Clock, CoarseClock, Timestamp, TokioClock};

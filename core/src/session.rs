@@ -68,6 +68,17 @@ pub enum RetireCause {
     SpareMaxAge,
 }
 
+/// Which memory limit ended a session ([`EndReason::Memory`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MemoryLimit {
+    /// The pool was over `memory_budget` and this was the least-recently-active idle
+    /// session (or an acquire needed its room).
+    Budget,
+    /// The session alone used more than `max_session_memory`.
+    Session,
+}
+
 /// Why a session ended. Every teardown carries exactly one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -99,6 +110,14 @@ pub enum EndReason {
     },
     /// The request that asked for it went away before it was handed out.
     Abandoned,
+    /// Torn down for memory: `limit` says whether the pool's `memory_budget` or the
+    /// session's own `max_session_memory`. Never while an operation was in flight.
+    Memory {
+        /// Which limit.
+        limit: MemoryLimit,
+        /// The session's last measured PSS in bytes (0 if it was never measured).
+        pss_bytes: u64,
+    },
 }
 
 impl EndReason {
@@ -114,6 +133,7 @@ impl EndReason {
             EndReason::Shutdown => "shutdown",
             EndReason::LaunchFailed { .. } => "launch_failed",
             EndReason::Abandoned => "abandoned",
+            EndReason::Memory { .. } => "memory",
         }
     }
 }
@@ -142,6 +162,22 @@ impl fmt::Display for EndReason {
             EndReason::Shutdown => f.write_str("the pool was shut down"),
             EndReason::LaunchFailed { reason } => write!(f, "launch failed ({reason})"),
             EndReason::Abandoned => f.write_str("its requester went away before it was handed out"),
+            EndReason::Memory {
+                limit: MemoryLimit::Budget,
+                pss_bytes,
+            } => write!(
+                f,
+                "evicted while idle to keep the pool under memory_budget (it used {} MiB)",
+                pss_bytes >> 20
+            ),
+            EndReason::Memory {
+                limit: MemoryLimit::Session,
+                pss_bytes,
+            } => write!(
+                f,
+                "retired for using {} MiB, over max_session_memory",
+                pss_bytes >> 20
+            ),
         }
     }
 }

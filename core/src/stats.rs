@@ -25,6 +25,9 @@ pub struct Totals {
     pub shutdown: u64,
     /// Launched for a requester that went away first.
     pub abandoned: u64,
+    /// Ended for memory (reason `memory`): evicted to stay under `memory_budget`, or
+    /// retired over `max_session_memory`. Not counted in `evicted` or `retired`.
+    pub memory: u64,
     /// Launches that failed (not counted in `created`).
     pub launch_failed: u64,
     /// Requests refused at once (`Reject` at capacity, or queue full).
@@ -46,6 +49,16 @@ pub struct Totals {
     pub spare_misses: u64,
     /// Spare launches started (each is also counted in `created` or `launch_failed`).
     pub spare_launches: u64,
+    /// Times the pool was found over `memory_budget` with a single session left: the
+    /// budget never evicts the last session, so the pool stayed over it (the budget is
+    /// smaller than one browser).
+    pub over_budget_with_one_session: u64,
+    /// Requests refused or timed out because of `memory_budget`
+    /// ([`AcquireError::MemoryBudget`](crate::AcquireError::MemoryBudget); also counted
+    /// in `rejected` or `wait_timeouts`).
+    pub memory_blocked: u64,
+    /// Memory samples fed to the machine (one per session measured).
+    pub memory_samples: u64,
 }
 
 /// A snapshot of a [`Pool`](crate::Pool).
@@ -68,6 +81,13 @@ pub struct PoolStats {
     pub spares_ready: usize,
     /// Spare launches in flight (counted in `launching` too).
     pub spares_launching: usize,
+    /// Summed last-measured PSS of the live sessions and ready spares, in bytes (see
+    /// [`MachineStats::memory_used`](crate::MachineStats::memory_used)).
+    pub memory_used: u64,
+    /// `memory_used` plus the per-launch estimate for each session not yet measured.
+    pub memory_projected: u64,
+    /// The configured `memory_budget`.
+    pub memory_budget: Option<u64>,
     /// Running totals from the lifecycle machine.
     pub totals: Totals,
     /// Sessions recovered by the Drop safety net (killed and removed from `Drop`).

@@ -137,6 +137,9 @@ struct FakeState {
     orphans: BTreeMap<PathBuf, Vec<Orphan>>,
     killed_orphans: Vec<Orphan>,
     fail_orphan_kills: bool,
+    /// PSS reported per session, where a test set one (80 MiB otherwise).
+    memory: BTreeMap<SessionId, u64>,
+    memory_delay: Duration,
 }
 
 /// A scriptable launcher. Clones share state, so a test keeps one clone to steer and
@@ -155,6 +158,11 @@ pub struct FakeLauncher {
     /// Whether the launcher should write a file into each session directory at launch
     /// (to prove removal works on a non-empty directory).
     pub write_files: Arc<AtomicBool>,
+    /// Number of `memory` calls.
+    pub memory_calls: Arc<AtomicU64>,
+    /// The most `memory` calls ever in flight at once.
+    pub peak_memory_calls: Arc<AtomicU64>,
+    memory_in_flight: Arc<AtomicU64>,
     panics: PanicScript,
 }
 
@@ -218,6 +226,18 @@ impl FakeLauncher {
     /// Make `kill_orphan` fail (as if signalling were refused) until called with `false`.
     pub fn fail_orphan_kills(&self, fail: bool) {
         self.st().fail_orphan_kills = fail;
+    }
+
+    /// Make `memory` report `pss_bytes` of PSS (and twice that of RSS) for session `id`
+    /// from now on (default: 80 MiB of PSS, 100 MiB of RSS).
+    pub fn set_memory(&self, id: SessionId, pss_bytes: u64) {
+        self.st().memory.insert(id, pss_bytes);
+    }
+
+    /// Make each `memory` call take `d` (on tokio's clock), so that concurrent calls
+    /// overlap.
+    pub fn set_memory_delay(&self, d: Duration) {
+        self.st().memory_delay = d;
     }
 
     /// Orphans killed by sweeps so far.
@@ -312,12 +332,33 @@ impl ProcessLauncher for FakeLauncher {
     }
 
     async fn memory(&self, process: &FakeProcess) -> Option<MemoryUsage> {
+        self.memory_calls.fetch_add(1, Ordering::Relaxed);
         self.panics.check(FakeCall::Memory);
-        process.is_alive().then_some(MemoryUsage {
-            rss_bytes: 100 << 20,
-            pss_bytes: 80 << 20,
-            processes: 11,
-        })
+        let (set, delay) = {
+            let st = self.st();
+            (st.memory.get(&process.id).copied(), st.memory_delay)
+        };
+        if !delay.is_zero() {
+            let n = self.memory_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            self.peak_memory_calls.fetch_max(n, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
+            self.memory_in_flight.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.peak_memory_calls.fetch_max(1, Ordering::Relaxed);
+        }
+        let usage = match set {
+            Some(pss) => MemoryUsage {
+                rss_bytes: pss.saturating_mul(2),
+                pss_bytes: pss,
+                processes: 11,
+            },
+            None => MemoryUsage {
+                rss_bytes: 100 << 20,
+                pss_bytes: 80 << 20,
+                processes: 11,
+            },
+        };
+        process.is_alive().then_some(usage)
     }
 
     async fn find_orphans(&self, dir: &Path) -> Result<Vec<Orphan>, BackendError> {

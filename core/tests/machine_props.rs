@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use browserpool::{
     AcquireError, Action, ActivityRef, BackendError, BackendErrorKind, CapacityPolicy, EndReason,
-    Input, Lifecycle, OwnerKey, Phase, PoolConfig, SessionId, Ticket, Timestamp,
+    Input, Lifecycle, MemoryUsage, OwnerKey, Phase, PoolConfig, SessionId, Ticket, Timestamp,
 };
 use proptest::prelude::*;
 
@@ -26,6 +26,8 @@ enum Op {
     Complete(u8, bool),
     Cancel(u8),
     Hint(u8),
+    /// A round of memory samples for every live session, sizes drawn from the seed.
+    Memory(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -41,6 +43,7 @@ fn op() -> impl Strategy<Value = Op> {
         8 => (any::<u8>(), proptest::bool::weighted(0.8)).prop_map(|(i, ok)| Op::Complete(i, ok)),
         1 => any::<u8>().prop_map(Op::Cancel),
         1 => any::<u8>().prop_map(Op::Hint),
+        2 => any::<u8>().prop_map(Op::Memory),
     ]
 }
 
@@ -60,10 +63,16 @@ fn config() -> impl Strategy<Value = PoolConfig> {
         proptest::option::of(1u64..6),
         proptest::bool::ANY,
         (0usize..5, 5u64..90),
+        (
+            proptest::option::weighted(0.5, 100u64..600),
+            proptest::option::weighted(0.3, 100u64..250),
+        ),
     )
         .prop_map(
-            |(max, policy, idle, reap, life, uses, grace, (spares, spare_age))| {
+            |(max, policy, idle, reap, life, uses, grace, (spares, spare_age), (budget, per))| {
                 PoolConfig::default()
+                    .with_memory_budget(budget.map(|m| m << 20))
+                    .with_max_session_memory(per.map(|m| m << 20))
                     .with_max_browsers(max)
                     // Half the cases keep spares off, as before; the rest have 1..=max.
                     .with_spares(if spares % 2 == 0 {
@@ -86,7 +95,7 @@ fn config() -> impl Strategy<Value = PoolConfig> {
                     })
                     .with_kill_attempts(2)
                     .with_root(PathBuf::from("/r"))
-                    .with_prefix("bpx-")
+                    .with_prefix("bpx-".into())
                     .with_tombstones(8)
             },
         )
@@ -145,12 +154,9 @@ impl World {
     fn drain(&mut self) -> Result<(), TestCaseError> {
         while let Some(a) = self.m.poll_action() {
             match a {
-                Action::Launch { id } => {
+                Action::Launch { id, dir } => {
                     prop_assert!(self.issued.insert(id), "{id} launched twice");
-                    prop_assert_eq!(
-                        self.m.session_dir(id),
-                        PathBuf::from(format!("/r/bpx-0000000000ab-{}", id.0))
-                    );
+                    prop_assert_eq!(dir, PathBuf::from(format!("/r/bpx-0000000000ab-{}", id.0)));
                     self.pending.push(Pending::Launch(id));
                 }
                 Action::Ending { id, reason } => {
@@ -163,7 +169,16 @@ impl World {
                             | EndReason::IdleReaped { .. }
                             | EndReason::Retired(_)
                             | EndReason::OwnerReleased
+                            | EndReason::Memory { .. }
                     );
+                    if matches!(reason, EndReason::Memory { .. }) {
+                        prop_assert!(
+                            self.cfg.memory_budget.is_some()
+                                || self.cfg.max_session_memory.is_some(),
+                            "{} ended for memory without a memory limit",
+                            id
+                        );
+                    }
                     if chosen_by_pool {
                         prop_assert!(
                             self.busy.get(&id).copied().unwrap_or(0) == 0,
@@ -192,6 +207,9 @@ impl World {
                     }
                     if let Err(AcquireError::AtCapacity { .. }) = result {
                         prop_assert_eq!(self.cfg.capacity_policy, CapacityPolicy::Reject);
+                    }
+                    if let Err(AcquireError::MemoryBudget { .. }) = result {
+                        prop_assert!(self.cfg.memory_budget.is_some());
                     }
                 }
                 Action::Finished { id, .. } => {
@@ -256,6 +274,35 @@ impl World {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Right after a memory round: within the budget, or nothing left the budget may
+    /// take (one session, or every live session busy and no ready spare).
+    fn check_budget(&self) -> Result<(), TestCaseError> {
+        let Some(budget) = self.cfg.memory_budget else {
+            return Ok(());
+        };
+        let st = self.m.stats();
+        if st.memory_projected <= budget {
+            return Ok(());
+        }
+        let holders = st.launching + st.live + st.spares_ready;
+        let idle = self
+            .m
+            .live_ids()
+            .into_iter()
+            .filter(|id| self.busy.get(id).copied().unwrap_or(0) == 0)
+            .count();
+        prop_assert!(
+            holders <= 1 || (idle == 0 && st.spares_ready == 0),
+            "over budget ({} > {}) with {} idle sessions and {} spares left: {:?}",
+            st.memory_projected,
+            budget,
+            idle,
+            st.spares_ready,
+            st
+        );
         Ok(())
     }
 
@@ -386,6 +433,27 @@ impl World {
                     self.m.handle(self.now, Input::RetireHint { id });
                     self.drain()?;
                 }
+            }
+            Op::Memory(seed) => {
+                let mut ids = self.m.live_ids();
+                ids.extend(self.m.spare_ids());
+                let samples = ids
+                    .iter()
+                    .map(|id| {
+                        let mib = 20 + (u64::from(seed) * (id.0 + 1) * 37) % 200;
+                        (
+                            *id,
+                            MemoryUsage {
+                                rss_bytes: 2 * (mib << 20),
+                                pss_bytes: mib << 20,
+                                processes: 10,
+                            },
+                        )
+                    })
+                    .collect();
+                self.m.handle(self.now, Input::Memory { samples });
+                self.drain()?;
+                self.check_budget()?;
             }
         }
         self.check()

@@ -160,6 +160,7 @@ impl Metrics {
             ("owner_released", t.owner_released),
             ("shutdown", t.shutdown),
             ("abandoned", t.abandoned),
+            ("memory", t.memory),
             ("launch_failed", t.launch_failed),
         ] {
             ended.get_or_create(&[("reason", reason)]).inc_by(n);
@@ -177,6 +178,30 @@ impl Metrics {
             "Session requests the pool refused, by cause",
             refused,
         );
+        r.register(
+            "acquire_refused_memory",
+            "Session requests refused or timed out because of memory_budget (also counted in acquire_refused)",
+            counter(t.memory_blocked),
+        );
+        r.register(
+            "memory_over_budget_with_one_session",
+            "Sampling rounds that found the pool over memory_budget with one session left (never evicted for the budget)",
+            counter(t.over_budget_with_one_session),
+        );
+        r.register_with_unit(
+            "memory_accounted",
+            "PSS the memory budget is compared with: last sampled PSS of live sessions plus the estimate for unmeasured launches",
+            Unit::Bytes,
+            gauge(st.memory_projected),
+        );
+        if let Some(budget) = st.memory_budget {
+            r.register_with_unit(
+                "memory_budget",
+                "The configured memory_budget (summed PSS)",
+                Unit::Bytes,
+                gauge(budget),
+            );
+        }
         r.register(
             "kill_escalations",
             "Kills that had to be escalated or repeated",

@@ -762,6 +762,9 @@ async fn metrics_are_valid_prometheus_text() {
         "browserpool_teardown_duration_seconds",
         "browserpool_chromium_processes",
         "browserpool_pss_bytes",
+        "browserpool_memory_accounted_bytes",
+        "browserpool_acquire_refused_memory_total",
+        "browserpool_memory_over_budget_with_one_session_total",
         "browserpool_queue_length",
         "browserpool_sweep_removed_entries_total",
         "browserpool_sweep_killed_processes_total",
@@ -777,6 +780,14 @@ async fn metrics_are_valid_prometheus_text() {
         "{text}"
     );
     assert!(text.contains("browserpool_chromium_processes 22"), "{text}");
+    assert!(
+        text.contains("browserpool_sessions_ended_total{reason=\"memory\"} 0"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("browserpool_memory_budget_bytes"),
+        "no budget configured: {text}"
+    );
     assert!(
         text.contains(&format!("browserpool_pss_bytes {}", 2 * (80u64 << 20))),
         "{text}"

@@ -40,6 +40,12 @@ pub const SPARE_ONCE: &str = "spare-once";
 /// session (launching, live, stopping) stay within `max_browsers`.
 pub const SPARE_BOUND: &str = "spare-bound";
 
+/// Memory budget: the summed PSS of the current pool's browsers (those not being torn
+/// down) stays within `memory_budget` plus the growth one sampling interval and a tick
+/// allow, unless one session holds it all or no session has been idle that long (the
+/// pool evicts only idle sessions, at its next sampling round).
+pub const MEMORY_BUDGET: &str = "memory-budget";
+
 /// Every oracle, in report order.
 pub const ALL: &[&str] = &[
     CAPACITY,
@@ -53,6 +59,7 @@ pub const ALL: &[&str] = &[
     CONVERGENCE,
     SPARE_ONCE,
     SPARE_BOUND,
+    MEMORY_BUDGET,
 ];
 
 /// One oracle violation: the first of its kind in a run (later ones of the same oracle

@@ -1,5 +1,5 @@
 //! The SVG plot of `replay --plot`: live Chrome processes and their RSS over the
-//! simulated days, for both pools.
+//! simulated days, for both pools; with a memory budget, their PSS and the budget.
 
 use std::path::Path;
 
@@ -17,14 +17,16 @@ pub struct PlotError {
     pub message: String,
 }
 
-/// Draw live processes (top) and RSS in GB (bottom) against simulated days.
+/// Draw live processes (top) and RSS in GB (bottom) against simulated days. With a
+/// `budget` (bytes of PSS), the bottom chart shows PSS and the budget as a dashed line.
 pub fn plot(
     path: &Path,
     title: &str,
     unmanaged: &[Sample],
     managed: &[Sample],
+    budget: Option<u64>,
 ) -> Result<(), PlotError> {
-    draw(path, title, unmanaged, managed).map_err(|e| PlotError {
+    draw(path, title, unmanaged, managed, budget).map_err(|e| PlotError {
         path: path.display().to_string(),
         message: e.to_string(),
     })
@@ -35,6 +37,7 @@ fn draw(
     title: &str,
     unmanaged: &[Sample],
     managed: &[Sample],
+    budget: Option<u64>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::new(path, (1000, 760)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -54,12 +57,14 @@ fn draw(
         .unwrap_or(1)
         .max(1) as f64
         * 1.1;
-    let gb = |s: &Sample| s.rss_bytes as f64 / 1e9;
+    let pss = budget.is_some();
+    let gb = |s: &Sample| (if pss { s.pss_bytes } else { s.rss_bytes }) as f64 / 1e9;
+    let budget_gb = budget.map(|b| b as f64 / 1e9);
     let max_gb = unmanaged
         .iter()
         .chain(managed)
         .map(gb)
-        .fold(0.1_f64, f64::max)
+        .fold(budget_gb.unwrap_or(0.1).max(0.1), f64::max)
         * 1.1;
     let series: [(&str, &[Sample], RGBColor); 2] = [
         ("unmanaged", unmanaged, RGBColor(214, 39, 40)),
@@ -89,7 +94,14 @@ fn draw(
 
     let mut c = ChartBuilder::on(&bottom)
         .margin(12)
-        .caption("RSS of our browsers (GB)", ("sans-serif", 16))
+        .caption(
+            if pss {
+                "PSS of our browsers (GB); dashed: the managed pool's memory_budget"
+            } else {
+                "RSS of our browsers (GB)"
+            },
+            ("sans-serif", 16),
+        )
         .x_label_area_size(32)
         .y_label_area_size(50)
         .build_cartesian_2d(0.0..max_days, 0.0..max_gb)?;
@@ -101,6 +113,16 @@ fn draw(
         ))?
         .label(name)
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    if let Some(b) = budget_gb {
+        c.draw_series(DashedLineSeries::new(
+            [(0.0, b), (max_days, b)],
+            8,
+            6,
+            BLACK.stroke_width(1),
+        ))?
+        .label("memory_budget")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(1)));
     }
     c.configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)

@@ -15,6 +15,13 @@ pub struct RunReport {
     pub peak_processes: u64,
     /// Highest total RSS of our browsers (sampled every simulated 10 minutes), bytes.
     pub peak_rss_bytes: u64,
+    /// Highest total PSS of our browsers (sampled every simulated 10 minutes), bytes.
+    pub peak_pss_bytes: u64,
+    /// The pool's `memory_budget` in bytes, `null` without one.
+    pub memory_budget_bytes: Option<u64>,
+    /// Sessions ended for memory (reason `memory`: over the budget, or over
+    /// `max_session_memory`).
+    pub memory_ended: u64,
     /// Browser trees of ours alive at the end.
     pub end_browsers: u64,
     /// Chrome processes of ours alive at the end.
@@ -100,7 +107,7 @@ fn gib(b: u64) -> String {
 
 /// The side-by-side table printed by `replay`.
 pub fn table(un: (&RunReport, &RunExtras), ma: (&RunReport, &RunExtras)) -> String {
-    let rows: Vec<(&str, String, String)> = vec![
+    let mut rows: Vec<(&str, String, String)> = vec![
         (
             "peak browsers",
             un.0.peak_browsers.to_string(),
@@ -198,6 +205,25 @@ pub fn table(un: (&RunReport, &RunExtras), ma: (&RunReport, &RunExtras)) -> Stri
             count(&ma.0.oracle_violations),
         ),
     ];
+    // Memory rows only where a pool has a budget, so other scenarios' tables stay as
+    // they were.
+    if un.0.memory_budget_bytes.is_some() || ma.0.memory_budget_bytes.is_some() {
+        let budget = |r: &RunReport| r.memory_budget_bytes.map_or("none".to_owned(), gib);
+        let mem_rows = [
+            (
+                "peak PSS",
+                gib(un.0.peak_pss_bytes),
+                gib(ma.0.peak_pss_bytes),
+            ),
+            ("memory budget (PSS)", budget(un.0), budget(ma.0)),
+            (
+                "ended for memory",
+                un.0.memory_ended.to_string(),
+                ma.0.memory_ended.to_string(),
+            ),
+        ];
+        rows.splice(3..3, mem_rows);
+    }
     let mut s = format!("{:<26} {:>14} {:>14}\n", "", "unmanaged", "managed");
     s.push_str(&format!("{:-<26} {:->14} {:->14}\n", "", "", ""));
     for (k, a, b) in rows {

@@ -161,6 +161,12 @@ pub struct PoolSpec {
     pub spares: usize,
     /// `spare_max_age` in seconds.
     pub spare_max_age_secs: f64,
+    /// `memory_budget` in MiB of summed PSS; 0 means none.
+    pub memory_budget_mib: u64,
+    /// `max_session_memory` in MiB of PSS; 0 means none.
+    pub max_session_memory_mib: u64,
+    /// `memory_interval` in seconds.
+    pub memory_interval_secs: f64,
 }
 
 impl Default for PoolSpec {
@@ -185,6 +191,9 @@ impl Default for PoolSpec {
             legacy_min_age_secs: d.legacy_min_age.as_secs_f64(),
             spares: d.spares,
             spare_max_age_secs: d.spare_max_age.as_secs_f64(),
+            memory_budget_mib: 0,
+            max_session_memory_mib: 0,
+            memory_interval_secs: d.memory_interval.as_secs_f64(),
         }
     }
 }
@@ -283,6 +292,13 @@ impl PoolSpec {
             .with_legacy_min_age(secs(self.legacy_min_age_secs))
             .with_spares(self.spares)
             .with_spare_max_age(secs(self.spare_max_age_secs))
+            .with_memory_budget(
+                (self.memory_budget_mib > 0).then_some(self.memory_budget_mib << 20),
+            )
+            .with_max_session_memory(
+                (self.max_session_memory_mib > 0).then_some(self.max_session_memory_mib << 20),
+            )
+            .with_memory_interval(secs(self.memory_interval_secs))
     }
 }
 
@@ -464,6 +480,10 @@ pub struct Host {
     pub rss_per_day_mib: u64,
     /// RSS growth per client operation, KiB.
     pub rss_per_op_kib: u64,
+    /// A tree's PSS as a percentage of its RSS (Chrome's processes share their
+    /// libraries, so PSS is below RSS; see the chrome backend's README for a measured
+    /// figure).
+    pub pss_percent: u64,
 }
 
 impl Default for Host {
@@ -478,6 +498,7 @@ impl Default for Host {
             rss_base_mib: 300,
             rss_per_day_mib: 190,
             rss_per_op_kib: 256,
+            pss_percent: 65,
         }
     }
 }
@@ -534,6 +555,7 @@ pub const PRESETS: &[&str] = &[
     "hung-kill",
     "full-disk",
     "spares",
+    "memory-pressure",
 ];
 
 fn preset_text(name: &str) -> Option<&'static str> {
@@ -545,6 +567,7 @@ fn preset_text(name: &str) -> Option<&'static str> {
         "hung-kill" => include_str!("../scenarios/hung-kill.toml"),
         "full-disk" => include_str!("../scenarios/full-disk.toml"),
         "spares" => include_str!("../scenarios/spares.toml"),
+        "memory-pressure" => include_str!("../scenarios/memory-pressure.toml"),
         _ => return None,
     })
 }

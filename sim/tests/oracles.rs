@@ -284,3 +284,61 @@ fn handing_out_a_used_browser_fails_spare_once() {
     };
     assert_sabotage_fires(&SHELLS, &sc, 1, true, sabotage, &[oracle::SPARE_ONCE]);
 }
+
+#[test]
+fn the_memory_budget_holds_on_memory_pressure_and_a_pool_without_it_fails_memory_budget() {
+    let mut sc = Scenario::preset("memory-pressure").unwrap();
+    sc.duration_hours = 24.0;
+    for shell in SHELLS {
+        assert_eq!(managed_on(shell, &sc, 2), Vec::<String>::new(), "{shell:?}");
+        let v = sabotaged_on(
+            shell,
+            &sc,
+            2,
+            Sabotage {
+                memory_budget_dropped: true,
+                ..Sabotage::default()
+            },
+        );
+        assert!(
+            v.contains(&oracle::MEMORY_BUDGET.to_owned()),
+            "{shell:?} {v:?}"
+        );
+    }
+}
+
+#[test]
+fn memory_evictions_of_unmarked_operations_fail_never_mid_operation() {
+    // Only the budget ends sessions by itself here: no reaper, no owner release (so
+    // idle-bound and convergence fire too; what matters is never-mid-operation).
+    let mut sc = Scenario::preset("memory-pressure").unwrap();
+    sc.duration_hours = 24.0;
+    sc.managed.idle_timeout_secs = 0.0;
+    sc.managed.release_grace_secs = -1.0;
+    sc.workload.long_op_probability = 0.3;
+    for shell in SHELLS {
+        let out = run(
+            &sc,
+            4,
+            RunOptions {
+                sabotage: Sabotage {
+                    ops_not_marked: true,
+                    ..Sabotage::default()
+                },
+                ..RunOptions::new(Mode::Managed).on(shell)
+            },
+        )
+        .unwrap();
+        let v = out
+            .report
+            .oracle_violations
+            .iter()
+            .find(|v| v.oracle == oracle::NEVER_MID_OPERATION)
+            .unwrap_or_else(|| panic!("{shell:?} {:?}", out.report.oracle_violations));
+        assert!(
+            v.message.contains("memory_budget"),
+            "{shell:?} {}",
+            v.message
+        );
+    }
+}

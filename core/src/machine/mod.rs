@@ -35,11 +35,13 @@
 
 mod dirs;
 mod index;
+mod memory;
 mod snapshot;
 mod spares;
 mod table;
 mod tombstones;
 
+pub use memory::FIRST_SAMPLES;
 pub use snapshot::SessionInfo;
 
 use std::collections::VecDeque;
@@ -47,7 +49,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::KillStage;
+use crate::backend::{KillStage, MemoryUsage};
 use crate::config::{CapacityPolicy, PoolConfig};
 use crate::error::{AcquireError, BackendError, BackendErrorKind, ConfigError, SessionError};
 use crate::session::{
@@ -58,6 +60,7 @@ use crate::time::{duration_ms, CoarseClock, Timestamp};
 
 use dirs::SessionDirs;
 use index::{ActivityIndex, Timer, TimerIndex};
+use memory::MemoryBook;
 use spares::{Spares, SPARE_TICKET};
 use table::{Cold, Placed, Release, SessionTable, State, Tag};
 use tombstones::Tombstones;
@@ -125,6 +128,14 @@ pub enum Input {
     Cancel {
         /// The request.
         ticket: Ticket,
+    },
+    /// One round of memory measurements: each live session's process tree, as the
+    /// backend measured it. Ignored unless `memory_budget` or `max_session_memory` is
+    /// set; figures for sessions no longer live are ignored. See the memory rules in
+    /// [`PoolConfig::memory_budget`].
+    Memory {
+        /// `(session, usage)` pairs.
+        samples: Vec<(SessionId, MemoryUsage)>,
     },
 }
 
@@ -235,6 +246,17 @@ pub struct MachineStats {
     pub spares_ready: usize,
     /// Spare launches in flight (counted in `launching` too).
     pub spares_launching: usize,
+    /// Summed last-measured memory (PSS, or RSS where PSS is unknown) of the live
+    /// sessions and ready spares, in bytes. Sessions being torn down are not counted.
+    pub memory_used: u64,
+    /// `memory_used` plus [`MachineStats::memory_estimate`] for every session launching
+    /// or live but not measured yet: what the budget is compared with.
+    pub memory_projected: u64,
+    /// What a browser not yet measured is assumed to use: the median of the first
+    /// samples of recent sessions (0 until one was measured).
+    pub memory_estimate: u64,
+    /// The configured `memory_budget`.
+    pub memory_budget: Option<u64>,
     /// Running totals.
     pub totals: Totals,
 }
@@ -270,6 +292,7 @@ pub struct Lifecycle {
     shutting_down: bool,
     totals: Totals,
     spares: Spares,
+    memory: MemoryBook,
 }
 
 impl Lifecycle {
@@ -303,6 +326,7 @@ impl Lifecycle {
             shutting_down: false,
             totals: Totals::default(),
             spares: Spares::default(),
+            memory: MemoryBook::default(),
         })
     }
 
@@ -427,6 +451,10 @@ impl Lifecycle {
             totals: self.totals.clone(),
             spares_ready: self.spares.ready_len(),
             spares_launching: self.spares.launching_len(),
+            memory_used: self.memory.used(),
+            memory_projected: self.memory_projected(),
+            memory_estimate: self.memory.estimate(),
+            memory_budget: self.config.memory_budget,
             ..MachineStats::default()
         };
         for (h, _) in self.table.iter() {
@@ -508,7 +536,10 @@ impl Lifecycle {
                 }
             }
         }
-        if self.waiters.is_empty() && self.occupied < self.config.max_browsers {
+        if self.waiters.is_empty()
+            && self.occupied < self.config.max_browsers
+            && self.memory_admits(now)
+        {
             self.launch(now, ticket, owner);
             self.refill(now);
             return ticket;
@@ -516,12 +547,12 @@ impl Lifecycle {
         let timeout = match self.config.capacity_policy {
             CapacityPolicy::Reject => {
                 self.totals.rejected += 1;
-                self.reply(
-                    ticket,
-                    Err(AcquireError::AtCapacity {
+                let err = self
+                    .reject_for_memory()
+                    .unwrap_or(AcquireError::AtCapacity {
                         max: self.config.max_browsers,
-                    }),
-                );
+                    });
+                self.reply(ticket, Err(err));
                 return ticket;
             }
             CapacityPolicy::Wait { timeout } => timeout,
@@ -682,6 +713,7 @@ impl Lifecycle {
             }
             Input::RetireHint { id } => self.check_retire(now, id),
             Input::Cancel { ticket } => self.on_cancel(now, ticket),
+            Input::Memory { samples } => self.on_memory(now, samples),
         }
         self.refill(now);
     }
@@ -963,6 +995,7 @@ impl Lifecycle {
             self.forget_owner(id, owner);
         }
         self.stopping += 1;
+        self.memory.forget(id);
         match &reason {
             EndReason::Destroyed => self.totals.destroyed += 1,
             EndReason::IdleReaped { .. } => self.totals.reaped += 1,
@@ -971,6 +1004,7 @@ impl Lifecycle {
             EndReason::OwnerReleased => self.totals.owner_released += 1,
             EndReason::Shutdown => self.totals.shutdown += 1,
             EndReason::Abandoned => self.totals.abandoned += 1,
+            EndReason::Memory { .. } => self.totals.memory += 1,
             // Counted where detected.
             EndReason::Crashed { .. } | EndReason::LaunchFailed { .. } => {}
         }
@@ -1187,12 +1221,10 @@ impl Lifecycle {
             }
             if let Some(w) = self.waiters.remove(pos) {
                 self.totals.wait_timeouts += 1;
-                self.reply(
-                    ticket,
-                    Err(AcquireError::WaitTimedOut {
-                        waited: now.saturating_since(w.since),
-                    }),
-                );
+                let err = self.memory_refusal().unwrap_or(AcquireError::WaitTimedOut {
+                    waited: now.saturating_since(w.since),
+                });
+                self.reply(ticket, Err(err));
             }
         }
         if self.waiters.is_empty() {
@@ -1226,31 +1258,29 @@ impl Lifecycle {
     fn check_retire(&mut self, now: Timestamp, id: SessionId) {
         let max_uses = self.config.max_uses;
         let max_life = self.config.max_lifetime;
-        let tick = self.config.tick;
+        let memory = self.memory_retire_reason(id);
         let Some(e) = self.table.get_mut(id) else {
             return;
         };
         if e.hot.tag != Tag::Live {
             return;
         }
-        let cause = if max_uses.is_some_and(|m| e.hot.activity.uses() >= m) {
-            RetireCause::MaxUses
+        let reason = if max_uses.is_some_and(|m| e.hot.activity.uses() >= m) {
+            EndReason::Retired(RetireCause::MaxUses)
         } else if max_life.is_some_and(|l| now >= e.cold.launched_at.saturating_add(l)) {
-            RetireCause::MaxLifetime
+            EndReason::Retired(RetireCause::MaxLifetime)
+        } else if let Some(memory) = memory {
+            memory
         } else {
             return;
         };
         if e.hot.activity.is_busy() {
             // Never mid-operation: look again one tick later.
-            if e.cold.retire_at.is_none() {
-                let at = now.saturating_add(tick);
-                e.cold.retire_at = Some(at);
-                self.timers.insert(at, Timer::Retire(id));
-            }
+            self.retire_later(now, id);
             return;
         }
-        tracing::info!(session = %id, cause = ?cause, "retiring session");
-        self.teardown(now, id, EndReason::Retired(cause));
+        tracing::info!(session = %id, reason = %reason, "retiring session");
+        self.teardown(now, id, reason);
     }
 
     fn reap_idle(&mut self, now: Timestamp) {
@@ -1350,7 +1380,12 @@ impl Lifecycle {
             self.timers.remove(w.deadline, Timer::Waiter(w.ticket));
             self.hand_out(now, w.ticket, w.owner, id);
         }
-        while self.occupied < self.config.max_browsers {
+        while self.occupied < self.config.max_browsers && !self.waiters.is_empty() {
+            if !self.memory_admits(now) {
+                // Kept out by memory with every session busy: look again next tick.
+                self.recheck_at = Some(now.saturating_add(self.config.tick));
+                break;
+            }
             let Some(w) = self.waiters.pop_front() else {
                 break;
             };
@@ -1376,7 +1411,8 @@ impl Lifecycle {
             && self.spares.launching_len() < PoolConfig::SPARE_LAUNCH_CONCURRENCY
             && self.occupied < self.config.max_browsers
             && self.waiters.is_empty()
-            && !self.shutting_down;
+            && !self.shutting_down
+            && self.memory_room_for_one();
         possible.then(|| self.spares.backoff_until().unwrap_or(Timestamp::ZERO))
     }
 
@@ -1455,6 +1491,7 @@ impl Lifecycle {
             ));
         }
         self.check_spares()?;
+        self.check_memory()?;
         if self.occupied > self.config.max_browsers {
             return Err(format!(
                 "occupied {} > max_browsers {}",

@@ -979,4 +979,5 @@ fn reclaim_cancels_a_pending_release() {
     assert!(!h.m.reclaim(SessionId(99)), "unknown id");
 }
 
+mod memory;
 mod spares;

@@ -4,11 +4,13 @@
 //! - `exec`: the one executor of the machine's actions (bookkeeping, supervised I/O
 //!   tasks, the synchronous teardown of `Drop`);
 //! - `reaper`: the reaper task and its restarts;
+//! - `sampler`: memory measurement and the sampler task (with a memory limit set);
 //! - `supervise`: turning panics into failures the machine understands;
 //! - `startup`: instance ids and the startup sweep.
 
 mod exec;
 mod reaper;
+mod sampler;
 mod startup;
 pub(crate) mod supervise;
 
@@ -59,6 +61,7 @@ use exec::{Reply, Shared};
 pub struct Pool<L: ProcessLauncher> {
     inner: Arc<Inner<L>>,
     reaper: tokio::task::JoinHandle<()>,
+    sampler: Option<tokio::task::JoinHandle<()>>,
     marker: Option<MarkerLock>,
     sweep: SweepReport,
 }
@@ -153,9 +156,12 @@ impl<L: ProcessLauncher> PoolBuilder<L> {
             supervision: supervise::Supervision::default(),
         });
         let reaper = handle.spawn(reaper::supervise(Arc::downgrade(&inner)));
+        let sampler = sampler::wanted(&inner.config)
+            .then(|| handle.spawn(sampler::supervise(Arc::downgrade(&inner))));
         Ok(Pool {
             inner,
             reaper,
+            sampler,
             marker: Some(marker),
             sweep,
         })
@@ -375,6 +381,9 @@ impl<L: ProcessLauncher> Pool<L> {
             waiting: m.waiting,
             spares_ready: m.spares_ready,
             spares_launching: m.spares_launching,
+            memory_used: m.memory_used,
+            memory_projected: m.memory_projected,
+            memory_budget: m.memory_budget,
             totals: m.totals,
             drop_recovered: self.inner.recovered.load(Ordering::Relaxed),
             swept: self.inner.swept.load(Ordering::Relaxed),
@@ -385,38 +394,19 @@ impl<L: ProcessLauncher> Pool<L> {
         }
     }
 
-    /// Memory of every live session's process tree, as the backend measures it. A
-    /// session whose measurement panics is left out and torn down (as crashed): the pool
-    /// can no longer account for it.
+    /// Memory of every live session's process tree, as the backend measures it (all
+    /// sessions at once, without holding the pool's lock). A session whose measurement
+    /// panics is left out and torn down (as crashed): the pool can no longer account for
+    /// it. With `memory_budget` or `max_session_memory` set, the pool also measures by
+    /// itself every `memory_interval` and acts on the figures (see
+    /// [`PoolConfig::memory_budget`]).
     pub async fn memory(&self) -> PoolMemory {
-        let procs: Vec<(SessionId, Arc<L::Process>)> = {
-            let st = self.inner.lock();
-            let mut v: Vec<_> = st
-                .slots
-                .iter()
-                .filter_map(|(id, s)| s.process.clone().map(|p| (*id, p)))
-                .collect();
-            v.sort_by_key(|(id, _)| *id);
-            v
-        };
         let mut out = PoolMemory::default();
-        for (id, p) in procs {
-            match supervise::catch(self.inner.launcher.memory(&p)).await {
-                Ok(Some(m)) => {
-                    out.total.rss_bytes += m.rss_bytes;
-                    out.total.pss_bytes += m.pss_bytes;
-                    out.total.processes += m.processes;
-                    out.sessions.push((id, m));
-                }
-                Ok(None) => {}
-                Err(msg) => {
-                    self.inner.note_panic("memory", Some(id), &msg);
-                    self.inner.feed(Input::Exited {
-                        id,
-                        exit: format!("unknown: measuring its memory panicked: {msg}"),
-                    });
-                }
-            }
+        for (id, m) in self.inner.measure(None).await {
+            out.total.rss_bytes += m.rss_bytes;
+            out.total.pss_bytes += m.pss_bytes;
+            out.total.processes += m.processes;
+            out.sessions.push((id, m));
         }
         out
     }
@@ -486,6 +476,9 @@ impl<L: ProcessLauncher> Drop for Pool<L> {
     fn drop(&mut self) {
         self.inner.closed.store(true, Ordering::Release);
         self.reaper.abort();
+        if let Some(sampler) = &self.sampler {
+            sampler.abort();
+        }
         self.inner.teardown_on_drop();
         // Only now, with our directories gone, stop marking this instance as live: remove
         // the marker file while still holding its lock, then release the lock.

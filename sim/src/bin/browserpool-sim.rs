@@ -39,7 +39,8 @@ enum Cmd {
         /// Print the stable JSON report instead of the table.
         #[arg(long)]
         json: bool,
-        /// Write an SVG plot of live processes and RSS over the simulated days.
+        /// Write an SVG plot of live processes and RSS over the simulated days (PSS and
+        /// the budget instead of RSS when the managed pool has a memory budget).
         #[arg(long)]
         plot: Option<PathBuf>,
         /// Write the managed pool's full event trace to this file.
@@ -125,8 +126,15 @@ fn real_main() -> Result<ExitCode, String> {
             let sim_s = out.managed.simulated_ms as f64 / 1000.0;
             if let Some(p) = &plot_path {
                 let title = format!("{} seed {seed}: unmanaged vs managed", sc.name);
-                plot(p, &title, &out.unmanaged.samples, &out.managed.samples)
-                    .map_err(|e| e.to_string())?;
+                let budget = out.managed.report.memory_budget_bytes;
+                plot(
+                    p,
+                    &title,
+                    &out.unmanaged.samples,
+                    &out.managed.samples,
+                    budget,
+                )
+                .map_err(|e| e.to_string())?;
             }
             if let Some(p) = &trace {
                 let full = run(

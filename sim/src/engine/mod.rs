@@ -26,6 +26,7 @@
 
 mod clients;
 mod machine_shell;
+mod memory;
 mod oracles;
 mod pool_shell;
 mod results;
@@ -184,6 +185,9 @@ pub struct Sabotage {
     /// handed-out session that is still live instead of the pool's answer (what
     /// browserless v1's keep-alive did with used browsers).
     pub hand_out_used: bool,
+    /// Build the pool without its `memory_budget` (a server that drops the setting),
+    /// while the oracles still judge against the scenario's budget.
+    pub memory_budget_dropped: bool,
 }
 
 /// One point of the resource curve (every 10 simulated minutes).
@@ -197,6 +201,8 @@ pub struct Sample {
     pub processes: u64,
     /// Their total RSS, bytes.
     pub rss_bytes: u64,
+    /// Their total PSS, bytes.
+    pub pss_bytes: u64,
 }
 
 /// Interesting events that a sweep batch must have exercised at least once.
@@ -357,6 +363,8 @@ enum Ev {
     ServerCrash(u32),
     Restart,
     Sample,
+    /// Machine shell: a memory sampling round.
+    Memory,
     Quiet,
     Converge,
     End,
@@ -509,6 +517,8 @@ struct Sim<'a> {
     hasher: Fnv,
     samples: Vec<Sample>,
     peak_rss: u64,
+    /// The memory budget's oracle state and the PSS peak.
+    mem: memory::MemoryWatch,
     client_errors: u64,
     extras: RunExtras,
     coverage: Coverage,
@@ -603,6 +613,7 @@ impl<'a> Sim<'a> {
                 base_bytes: sc.host.rss_base_mib << 20,
                 per_day_bytes: sc.host.rss_per_day_mib << 20,
                 per_use_bytes: sc.host.rss_per_op_kib << 10,
+                pss_percent: sc.host.pss_percent,
                 ..RssModel::default()
             },
             ..WorldConfig::default()
@@ -686,6 +697,7 @@ impl<'a> Sim<'a> {
             hasher: Fnv(0xcbf2_9ce4_8422_2325),
             samples: Vec::new(),
             peak_rss: 0,
+            mem: memory::MemoryWatch::default(),
             client_errors: 0,
             extras: RunExtras::default(),
             coverage: Coverage::default(),
@@ -733,6 +745,7 @@ impl<'a> Sim<'a> {
         self.push(0, Ev::Sample);
         self.push(self.end_ms, Ev::End);
         self.push(self.quiet_from, Ev::Quiet);
+        self.start_memory_rounds();
         self.start_server();
         let first = self.next_arrival(0);
         if let Some(t) = first {
@@ -814,6 +827,7 @@ impl<'a> Sim<'a> {
                     self.push(self.now + SAMPLE_MS, Ev::Sample);
                 }
             }
+            Ev::Memory => self.memory_round(),
             Ev::Quiet => self.go_quiet(),
             Ev::Converge => self.converge(),
             Ev::End => self.sample(),
@@ -844,17 +858,19 @@ impl<'a> Sim<'a> {
     }
 
     pub(super) fn sample(&mut self) {
-        let (browsers, processes, rss_bytes) = {
+        let (browsers, processes, rss_bytes, pss_bytes) = {
             let w = self.w();
             let (t, p) = w.ours_live();
-            (t, p, w.ours_rss())
+            (t, p, w.ours_rss(), w.ours_pss())
         };
         self.peak_rss = self.peak_rss.max(rss_bytes);
+        self.mem.peak_pss = self.mem.peak_pss.max(pss_bytes);
         self.samples.push(Sample {
             t_ms: self.now,
             browsers,
             processes,
             rss_bytes,
+            pss_bytes,
         });
     }
 }

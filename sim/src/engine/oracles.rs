@@ -108,7 +108,11 @@ impl Sim<'_> {
             id: id.0,
             reason: label,
         });
-        if matches!(label, "idle" | "evicted" | "retired" | "owner_released") {
+        self.mem.ending(self.inc, id);
+        if matches!(
+            label,
+            "idle" | "evicted" | "retired" | "owner_released" | "memory"
+        ) {
             let mid_op = self.holders.get(&id).copied().filter(|c| {
                 self.clients.get(*c as usize).is_some_and(|cl| {
                     matches!(cl.state, CState::InOp { .. })
@@ -145,6 +149,7 @@ impl Sim<'_> {
             reason,
             dir_removed,
         });
+        self.mem.finished(self.inc, id);
         if !self.finished.insert(id) {
             self.violate(
                 oracle::EXACTLY_ONCE,
@@ -319,6 +324,7 @@ impl Sim<'_> {
                 ),
             );
         }
+        self.check_memory_budget();
         // answered
         if let Some((t, (_, since))) = self.tickets.iter().next().map(|(t, v)| (*t, *v)) {
             if self.now > since + self.request_bound_ms {

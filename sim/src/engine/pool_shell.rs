@@ -350,7 +350,7 @@ impl Sim<'_> {
             }
         };
         let built = rt.block_on(
-            Pool::builder(self.config.clone(), launcher)
+            Pool::builder(self.shell_config(), launcher)
                 .filesystem(Arc::new(fs))
                 .clock(clock.clone())
                 .instance(instance)

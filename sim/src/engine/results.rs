@@ -48,6 +48,9 @@ impl Sim<'_> {
             peak_browsers: counters.peak_trees,
             peak_processes: counters.peak_processes,
             peak_rss_bytes: self.peak_rss,
+            peak_pss_bytes: self.mem.peak_pss,
+            memory_budget_bytes: self.config.memory_budget,
+            memory_ended: a.memory,
             end_browsers,
             end_processes,
             orphaned_sessions_end: orphaned_sessions,
@@ -100,6 +103,7 @@ pub(super) fn add_totals(acc: &mut Totals, t: &Totals) {
     acc.owner_released += t.owner_released;
     acc.shutdown += t.shutdown;
     acc.abandoned += t.abandoned;
+    acc.memory += t.memory;
     acc.launch_failed += t.launch_failed;
     acc.rejected += t.rejected;
     acc.wait_timeouts += t.wait_timeouts;

@@ -40,7 +40,7 @@ impl Sim<'_> {
         let machine = if pool_shell {
             None
         } else {
-            match Lifecycle::new(self.config.clone(), &instance) {
+            match Lifecycle::new(self.shell_config(), &instance) {
                 Ok(m) => Some(m),
                 Err(_) => return, // validated in Sim::new
             }

@@ -65,6 +65,7 @@ fn pool(c: &mut Check, side: &str, p: &PoolSpec, host: &Host) {
         ("kill_timeout_secs", p.kill_timeout_secs, false),
         ("legacy_min_age_secs", p.legacy_min_age_secs, false),
         ("spare_max_age_secs", p.spare_max_age_secs, false),
+        ("memory_interval_secs", p.memory_interval_secs, false),
     ] {
         c.secs(&f(name), v);
         // Times are kept in whole milliseconds: a positive value below 1 ms would
@@ -90,6 +91,12 @@ fn pool(c: &mut Check, side: &str, p: &PoolSpec, host: &Host) {
     c.range(&f("max_browsers"), p.max_browsers as f64, 1.0, 100_000.0);
     c.range(&f("kill_attempts"), f64::from(p.kill_attempts), 1.0, 1000.0);
     c.range(&f("spares"), p.spares as f64, 0.0, 100_000.0);
+    for (name, v) in [
+        ("memory_budget_mib", p.memory_budget_mib),
+        ("max_session_memory_mib", p.max_session_memory_mib),
+    ] {
+        c.range(&f(name), v as f64, 0.0, 1_073_741_824.0);
+    }
     if c.0.is_ok() {
         let config = p.to_config(PathBuf::from(&host.root), &host.prefix);
         if let Err(e) = config.validate() {
@@ -212,6 +219,7 @@ fn host(c: &mut Check, h: &Host) {
     ] {
         c.range(&format!("[host] {name}"), v as f64, 0.0, 1_048_576.0);
     }
+    c.range("[host] pss_percent", h.pss_percent as f64, 1.0, 100.0);
 }
 
 pub(super) fn scenario(sc: &Scenario) -> Result<(), String> {

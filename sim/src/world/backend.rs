@@ -413,11 +413,7 @@ impl ProcessLauncher for SimLauncher {
     async fn memory(&self, p: &SimProcess) -> Option<MemoryUsage> {
         let w = self.ctx.world();
         let t = w.tree(p.pgid, p.gen)?;
-        Some(MemoryUsage {
-            rss_bytes: w.tree_rss(t),
-            pss_bytes: 0,
-            processes: t.pids.len() as u32,
-        })
+        Some(w.tree_memory(t))
     }
 
     async fn find_orphans(&self, dir: &Path) -> Result<Vec<Orphan>, BackendError> {

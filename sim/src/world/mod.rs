@@ -68,6 +68,8 @@ pub struct RssModel {
     pub per_use_bytes: u64,
     /// Upper bound, in bytes.
     pub max_bytes: u64,
+    /// PSS as a percentage of RSS (shared library pages are split among the processes).
+    pub pss_percent: u64,
 }
 
 impl Default for RssModel {
@@ -77,6 +79,7 @@ impl Default for RssModel {
             per_day_bytes: 190 << 20,
             per_use_bytes: 256 << 10,
             max_bytes: 4 << 30,
+            pss_percent: 65,
         }
     }
 }
@@ -625,6 +628,30 @@ impl World {
             .saturating_add(grown)
             .saturating_add(m.per_use_bytes.saturating_mul(t.uses))
             .min(m.max_bytes)
+    }
+
+    /// PSS of a tree now: [`RssModel::pss_percent`] of its RSS.
+    pub fn tree_pss(&self, t: &Tree) -> u64 {
+        (u128::from(self.tree_rss(t)) * u128::from(self.config.rss.pss_percent) / 100) as u64
+    }
+
+    /// What a backend's `memory` reports for a tree now (the one place both shells read
+    /// a tree's memory from).
+    pub fn tree_memory(&self, t: &Tree) -> browserpool::MemoryUsage {
+        browserpool::MemoryUsage {
+            rss_bytes: self.tree_rss(t),
+            pss_bytes: self.tree_pss(t),
+            processes: t.pids.len() as u32,
+        }
+    }
+
+    /// Total PSS of our live trees now.
+    pub fn ours_pss(&self) -> u64 {
+        self.trees
+            .values()
+            .filter(|t| t.owner.is_ours())
+            .map(|t| self.tree_pss(t))
+            .sum()
     }
 
     /// Total RSS of our live trees now.
