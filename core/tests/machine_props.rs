@@ -95,7 +95,7 @@ fn config() -> impl Strategy<Value = PoolConfig> {
                     })
                     .with_kill_attempts(2)
                     .with_root(PathBuf::from("/r"))
-                    .with_prefix("bpx-".into())
+                    .with_prefix("bpx-")
                     .with_tombstones(8)
             },
         )
@@ -154,9 +154,12 @@ impl World {
     fn drain(&mut self) -> Result<(), TestCaseError> {
         while let Some(a) = self.m.poll_action() {
             match a {
-                Action::Launch { id, dir } => {
+                Action::Launch { id } => {
                     prop_assert!(self.issued.insert(id), "{id} launched twice");
-                    prop_assert_eq!(dir, PathBuf::from(format!("/r/bpx-0000000000ab-{}", id.0)));
+                    prop_assert_eq!(
+                        self.m.session_dir(id),
+                        PathBuf::from(format!("/r/bpx-0000000000ab-{}", id.0))
+                    );
                     self.pending.push(Pending::Launch(id));
                 }
                 Action::Ending { id, reason } => {
