@@ -747,8 +747,10 @@ async fn a_wrapper_that_does_not_exec_the_browser_is_refused_and_leaves_nothing(
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut chrome = ChromeConfig::default();
-    chrome.executable = Some(wrapper.clone());
+    let chrome = ChromeConfig {
+        executable: Some(wrapper.clone()),
+        ..ChromeConfig::default()
+    };
     let launcher = ChromeLauncher::new(chrome).unwrap();
     let root = checks.root();
     let pool = Pool::new(config(root.path()), launcher).await.unwrap();
