@@ -289,22 +289,11 @@ fn handing_out_a_used_browser_fails_spare_once() {
 fn the_memory_budget_holds_on_memory_pressure_and_a_pool_without_it_fails_memory_budget() {
     let mut sc = Scenario::preset("memory-pressure").unwrap();
     sc.duration_hours = 24.0;
-    for shell in SHELLS {
-        assert_eq!(managed_on(shell, &sc, 2), Vec::<String>::new(), "{shell:?}");
-        let v = sabotaged_on(
-            shell,
-            &sc,
-            2,
-            Sabotage {
-                memory_budget_dropped: true,
-                ..Sabotage::default()
-            },
-        );
-        assert!(
-            v.contains(&oracle::MEMORY_BUDGET.to_owned()),
-            "{shell:?} {v:?}"
-        );
-    }
+    let sabotage = Sabotage {
+        memory_budget_dropped: true,
+        ..Sabotage::default()
+    };
+    assert_sabotage_fires(&SHELLS, &sc, 2, true, sabotage, &[oracle::MEMORY_BUDGET]);
 }
 
 #[test]
