@@ -261,6 +261,7 @@ impl TimerIndex {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn len(&self) -> usize {
         self.set.len() + self.waiters.len()
     }

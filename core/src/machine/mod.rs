@@ -1524,6 +1524,7 @@ impl Lifecycle {
     /// owned; every spare launch is launching and owes no reply; ready + launching <=
     /// `spares`; launches <= the concurrency bound; no request waits while a spare is
     /// ready.
+    #[cfg(any(test, feature = "testing"))]
     fn check_spares(&self) -> Result<(), String> {
         for id in self.spares.ready_ids() {
             let Some((h, c)) = self.table.get(id) else {

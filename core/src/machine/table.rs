@@ -221,6 +221,7 @@ impl SessionTable {
     }
 
     /// Sessions tracked.
+    #[cfg(any(test, feature = "testing"))]
     pub(super) fn len(&self) -> usize {
         self.len
     }
