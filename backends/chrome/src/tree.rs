@@ -43,6 +43,32 @@ use tokio::sync::watch;
 use crate::matcher::SessionMatcher;
 use crate::procfs;
 
+/// The nice value given to a session's processes just before SIGKILL (see
+/// [`prioritise_exit`]).
+const EXIT_NICE: i32 = -20;
+
+/// Best effort: give every thread of the process group `pgid` nice [`EXIT_NICE`], so
+/// that the exit a SIGKILL is about to start runs before anything else on the host.
+///
+/// After SIGKILL each process of the browser still runs its exit in the kernel, unmapping
+/// its address space: most of a teardown (~70 ms of CPU for one browser). On a busy host
+/// that exit competed with the other browsers and with new launches, and took 3 to 5
+/// times longer (measured with 20 clients on 4 browsers on 2 cores: `processes_exit` p50
+/// 278 ms, p99 492-592 ms; with this, 85-99 ms and 175-184 ms; crate README). The group is
+/// the session's own (the caller holds the `reaped` lock, so its id was not reused).
+/// Lowering a nice value needs `CAP_SYS_NICE` (or `RLIMIT_NICE`); without it this does
+/// nothing and the kill proceeds unboosted. Helpers outside the group (the crash
+/// handler) are not boosted: a PID outside the group could change hands between proof
+/// and `setpriority`, which takes no pidfd.
+fn prioritise_exit(pgid: Pid) {
+    match rustix::process::setpriority_pgrp(Some(pgid), EXIT_NICE) {
+        Ok(()) | Err(Errno::SRCH | Errno::ACCESS | Errno::PERM) => {}
+        Err(e) => {
+            tracing::debug!(pgid = pgid.as_raw_nonzero().get(), error = %e, "raising a dying session's priority failed")
+        }
+    }
+}
+
 /// Bytes of the browser's stderr kept for error messages.
 const STDERR_TAIL: usize = 4096;
 
@@ -336,6 +362,9 @@ impl Tree {
     pub(crate) fn signal_group(&self, sig: Signal) {
         let reaped = lock(&self.reaped);
         if !*reaped {
+            if sig == Signal::KILL {
+                prioritise_exit(self.pid);
+            }
             match rustix::process::kill_process_group(self.pid, sig) {
                 Ok(()) | Err(Errno::SRCH) => {}
                 Err(e) => {
@@ -650,4 +679,47 @@ pub(crate) fn kill_if_proven(pid: i32, matcher: &SessionMatcher) -> bool {
         None => rustix::process::kill_process(p, Signal::KILL),
     };
     sent.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::os::unix::process::CommandExt;
+
+    use super::*;
+
+    #[test]
+    fn a_dying_group_is_prioritised_when_the_process_may() {
+        // A group of two processes: the shell (leader) and its `sleep` child.
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 30 & exec sleep 31"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = Pid::from_raw(child.id() as i32).unwrap();
+        let members = || procfs::live_group_members(pgid.as_raw_nonzero().get());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while members().len() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let found = members();
+        let before: Vec<i32> = found
+            .iter()
+            .map(|&p| rustix::process::getpriority_process(Pid::from_raw(p)).unwrap())
+            .collect();
+        prioritise_exit(pgid);
+        let after: Vec<i32> = found
+            .iter()
+            .map(|&p| rustix::process::getpriority_process(Pid::from_raw(p)).unwrap())
+            .collect();
+        let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+        let _ = child.wait();
+        assert_eq!(found.len(), 2, "both members found: {found:?}");
+        if rustix::process::geteuid().is_root() {
+            assert_eq!(after, vec![EXIT_NICE; 2], "every member is urgent");
+        } else {
+            assert_eq!(after, before, "without the privilege nothing changes");
+        }
+    }
 }
