@@ -112,6 +112,9 @@ pub const BASE_ARGS: &[&str] = &[
 ///   and every process the session's [`SessionMatcher`] proves outside it (crash
 ///   handlers) is SIGKILLed by the first `/proc` scan of the `wait_gone` that follows;
 ///   `wait_gone` resolves only when a full scan finds neither;
+/// - just before that SIGKILL the group gets nice -20 when this process may lower nice
+///   values (`CAP_SYS_NICE`), so the browser's exit runs ahead of other work on a busy
+///   host; without the capability the kill is the same, only not boosted;
 /// - it is forked from one dedicated thread with `PR_SET_PDEATHSIG(SIGKILL)` (unless
 ///   [`ChromeConfig::kill_on_parent_death`] is off), so it dies with this process
 ///   however this process dies, and never earlier;
