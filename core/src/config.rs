@@ -82,8 +82,10 @@ pub struct PoolConfig {
     /// Default 60 s.
     pub reap_interval: Duration,
     /// Heartbeat of the reaper task: how often it refreshes the coarse activity clock and
-    /// rechecks requests waiting for a busy pool. Also the resolution of activity stamps.
-    /// Default 1 s; must not exceed `reap_interval`.
+    /// rechecks requests waiting for a busy pool, while clients use the clock or requests
+    /// wait (an idle pool does not tick; a stamp taken after a pause reads the real
+    /// clock). Also the resolution of activity stamps. Default 1 s; must not exceed
+    /// `reap_interval`.
     pub tick: Duration,
     /// What to do at capacity. Default [`CapacityPolicy::EvictLru`].
     pub capacity_policy: CapacityPolicy,

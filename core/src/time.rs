@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -112,7 +113,7 @@ impl Clock for TokioClock {
 }
 
 /// A clock that is read with one relaxed atomic load and refreshed by the pool's reaper
-/// task (every [`PoolConfig::tick`](crate::PoolConfig::tick)).
+/// task (every [`PoolConfig::tick`](crate::PoolConfig::tick) while it is read).
 ///
 /// This is what makes an activity stamp cost one load and one store instead of a
 /// system-clock read per CDP command. Its value lags real time by at most one tick
@@ -120,27 +121,120 @@ impl Clock for TokioClock {
 /// a session can be reaped up to one tick before `idle_timeout` of real inactivity has
 /// passed, and never outlives its last stamp by more than `idle_timeout + reap_interval`.
 /// Operations in flight are protected regardless ([`Activity::begin_op`](crate::Activity::begin_op)).
-#[derive(Debug, Default)]
+///
+/// ## Ticking only while read
+///
+/// A pool's reaper does not tick while nobody reads the clock. At each tick it *arms*
+/// the clock; the first read after that takes a slow
+/// path once: it reads the pool's real [`Clock`], stores that time (disarming), and wakes
+/// the reaper. A tick that finds the clock still armed knows
+/// nobody read it for a whole tick, and the reaper stops ticking until the next read
+/// wakes it. While stopped, the clock is stale but armed, so the next read gets the real
+/// time: a stamp is never older than the one a ticking clock gives. A pool whose sessions
+/// sit idle (or have long operations in flight) therefore wakes once per deadline instead
+/// of once per tick (a simulated 15-day replay: 1.3 million wake-ups fewer).
 pub struct CoarseClock {
+    /// Milliseconds, with [`ARMED`] set while the reaper waits for a read.
     now_ms: AtomicU64,
+    /// The real clock behind it (the pool's); `None` outside a pool (never armed then).
+    source: Option<Arc<dyn Clock>>,
+    /// Woken by the read that disarms the clock.
+    read: tokio::sync::Notify,
+}
+
+/// The flag bit of [`CoarseClock`]'s word: set by the reaper's tick, cleared by the next
+/// read. Real times in milliseconds never reach it.
+const ARMED: u64 = 1 << 63;
+
+impl fmt::Debug for CoarseClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.now_ms.load(Ordering::Relaxed);
+        f.debug_struct("CoarseClock")
+            .field("now_ms", &(v & !ARMED))
+            .field("armed", &(v & ARMED != 0))
+            .finish()
+    }
+}
+
+impl Default for CoarseClock {
+    fn default() -> Self {
+        CoarseClock::new(Timestamp::ZERO)
+    }
 }
 
 impl CoarseClock {
     /// A coarse clock that reads `start` until it is first refreshed.
     pub fn new(start: Timestamp) -> Self {
         CoarseClock {
-            now_ms: AtomicU64::new(start.0),
+            now_ms: AtomicU64::new(start.0 & !ARMED),
+            source: None,
+            read: tokio::sync::Notify::new(),
         }
     }
 
-    /// The last refreshed time.
-    #[inline]
-    pub fn now(&self) -> Timestamp {
-        Timestamp(self.now_ms.load(Ordering::Relaxed))
+    /// A coarse clock that can be armed: its slow path reads `source`.
+    pub(crate) fn with_source(start: Timestamp, source: Arc<dyn Clock>) -> Self {
+        CoarseClock {
+            source: Some(source),
+            ..CoarseClock::new(start)
+        }
     }
 
-    /// Move the clock forward to `now` (never backwards).
+    /// The last refreshed time, or, when the clock is armed, the real time (then the
+    /// clock is disarmed and the pool's reaper, if it stopped ticking, wakes).
+    #[inline]
+    pub fn now(&self) -> Timestamp {
+        let v = self.now_ms.load(Ordering::Relaxed);
+        if v & ARMED == 0 {
+            Timestamp(v)
+        } else {
+            self.disarm()
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn disarm(&self) -> Timestamp {
+        let real = self.source.as_ref().map_or(0, |c| c.now().0 & !ARMED);
+        let prev = self
+            .now_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                Some((cur & !ARMED).max(real))
+            })
+            .unwrap_or_else(|cur| cur);
+        self.read.notify_waiters();
+        Timestamp((prev & !ARMED).max(real))
+    }
+
+    /// Move the clock forward to `now` (never backwards), keeping it armed or not.
     pub fn refresh(&self, now: Timestamp) {
-        self.now_ms.fetch_max(now.0, Ordering::Relaxed);
+        let _ = self
+            .now_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                Some(((cur & !ARMED).max(now.0 & !ARMED)) | (cur & ARMED))
+            });
+    }
+
+    /// Move the clock forward to `now` and arm it. Returns whether it was still armed
+    /// from the previous call, i.e. nobody read it since.
+    pub(crate) fn refresh_armed(&self, now: Timestamp) -> bool {
+        let prev = self
+            .now_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                Some(((cur & !ARMED).max(now.0 & !ARMED)) | ARMED)
+            })
+            .unwrap_or_else(|cur| cur);
+        prev & ARMED != 0
+    }
+
+    /// Resolves after the next read that disarms the clock. Create it, then check
+    /// [`CoarseClock::is_armed`], then await it, so that no read is missed.
+    pub(crate) fn read(&self) -> tokio::sync::futures::Notified<'_> {
+        self.read.notified()
+    }
+
+    /// Whether the clock is armed (no read since the last [`CoarseClock::refresh_armed`]).
+    pub(crate) fn is_armed(&self) -> bool {
+        self.now_ms.load(Ordering::Relaxed) & ARMED != 0
     }
 }

@@ -412,6 +412,11 @@ impl Lifecycle {
         self.by_activity.len()
     }
 
+    /// Requests waiting for a session (the `EvictLru` fallback and `Wait`).
+    pub fn waiting_count(&self) -> usize {
+        self.waiters.len()
+    }
+
     /// Live session ids in least-recently-recorded order (deterministic).
     pub fn live_ids(&self) -> Vec<SessionId> {
         self.by_activity.ids(&self.table)

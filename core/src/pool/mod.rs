@@ -128,7 +128,7 @@ impl<L: ProcessLauncher> PoolBuilder<L> {
         };
         let now = self.clock.now();
         let handle = tokio::runtime::Handle::current();
-        let coarse = Arc::new(CoarseClock::new(now));
+        let coarse = Arc::new(CoarseClock::with_source(now, self.clock.clone()));
         machine.stamp_with(coarse.clone());
         let inner = Arc::new(Inner {
             coarse,

@@ -62,7 +62,10 @@ fn stamps_read<L: ProcessLauncher>(inner: &Inner<L>, live: usize, now: Timestamp
 /// tick to refresh the coarse clock; those ticks take no lock, and a change to the
 /// machine (seen through `changes`) or a due deadline ends the round within a tick. When
 /// no stamp can matter (no live session, or nothing reads them), it sleeps until the
-/// next deadline or until the pool wakes it.
+/// next deadline or until the pool wakes it. When stamps could matter but nobody read
+/// the coarse clock for a whole tick and no request waits, it stops ticking until the
+/// next read of the clock (see [`CoarseClock`](crate::time::CoarseClock)), a change or
+/// the next deadline.
 async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
@@ -89,10 +92,11 @@ async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
         let notified = inner.wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (next, live, seen) = {
+        let (next, live, waiting, seen) = {
             let st = inner.lock();
             let seen = inner.changes.load(Ordering::Acquire);
-            (st.machine.poll_timeout(), st.machine.live_count(), seen)
+            let m = &st.machine;
+            (m.poll_timeout(), m.live_count(), m.waiting_count(), seen)
         };
         let clock = inner.clock.clone();
         // Holding the Arc while asleep is fine: dropping the Pool aborts this task.
@@ -116,11 +120,34 @@ async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
             clock.sleep_until(next.map_or(tick, |n| n.min(tick))).await;
             rounds.fetch_add(1, Ordering::Relaxed);
             now = clock.now();
-            inner.coarse.refresh(now);
+            let unread = inner.coarse.refresh_armed(now);
             if next.is_some_and(|n| n <= now)
                 || inner.changes.load(Ordering::Acquire) > seen
                 || inner.closed.load(Ordering::Acquire)
             {
+                break;
+            }
+            if unread && waiting == 0 {
+                // Nobody read the clock for a whole tick and no request waits: stop
+                // ticking until the next read (which gets the real time, see
+                // `CoarseClock`), a change, or the next deadline.
+                let read = inner.coarse.read();
+                tokio::pin!(read);
+                if inner.coarse.is_armed() {
+                    match next {
+                        Some(at) => tokio::select! {
+                            biased;
+                            _ = &mut notified => {}
+                            _ = &mut read => {}
+                            _ = clock.sleep_until(at) => {}
+                        },
+                        None => tokio::select! {
+                            biased;
+                            _ = &mut notified => {}
+                            _ = &mut read => {}
+                        },
+                    }
+                }
                 break;
             }
         }

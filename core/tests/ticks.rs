@@ -1,0 +1,119 @@
+//! The reaper's heartbeat: it ticks only while the coarse activity clock is read, and a
+//! stamp taken after a pause reads the real time.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use browserpool::testing::FakeLauncher;
+use browserpool::{Clock, EndReason, Pool, PoolConfig, Timestamp, TokioClock};
+
+mod common;
+use common::{ended, settle};
+
+/// Tokio's (paused) clock, counting the reaper's sleeps.
+struct Counting {
+    inner: TokioClock,
+    sleeps: AtomicU64,
+}
+
+#[async_trait]
+impl Clock for Counting {
+    fn now(&self) -> Timestamp {
+        self.inner.now()
+    }
+    async fn sleep_until(&self, deadline: Timestamp) {
+        self.sleeps.fetch_add(1, Ordering::Relaxed);
+        self.inner.sleep_until(deadline).await
+    }
+}
+
+const MIN: Duration = Duration::from_secs(60);
+
+/// Idle timeout 30 min, reap interval 60 s, tick 1 s: the defaults.
+async fn pool(root: &std::path::Path) -> (Pool<FakeLauncher>, Arc<Counting>) {
+    let clock = Arc::new(Counting {
+        inner: TokioClock::new(),
+        sleeps: AtomicU64::new(0),
+    });
+    let config = PoolConfig::default()
+        .with_max_browsers(2)
+        .with_root(root)
+        .with_prefix("bpt-");
+    assert_eq!(config.tick, Duration::from_secs(1));
+    assert_eq!(config.reap_interval, MIN);
+    assert_eq!(config.idle_timeout, Some(30 * MIN));
+    let pool = Pool::builder(config, FakeLauncher::new())
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    (pool, clock)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_untouched_session_does_not_make_the_reaper_tick_every_second() {
+    let root = tempfile::tempdir().unwrap();
+    let (pool, clock) = pool(root.path()).await;
+    let lease = pool.acquire().await.unwrap();
+    let before = clock.sleeps.load(Ordering::Relaxed);
+    tokio::time::sleep(20 * MIN).await;
+    let sleeps = clock.sleeps.load(Ordering::Relaxed) - before;
+    // Ticking every second would be 1200 sleeps; one per reap deadline or change is a
+    // handful.
+    assert!(sleeps < 60, "the reaper slept {sleeps} times in 20 minutes");
+    assert!(pool.session(lease.id()).is_ok());
+    tokio::time::sleep(11 * MIN).await;
+    settle().await;
+    match ended(pool.session(lease.id())) {
+        EndReason::IdleReaped { idle_for } => assert!(idle_for >= 30 * MIN, "{idle_for:?}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_touch_after_a_pause_is_stamped_with_the_real_time() {
+    let root = tempfile::tempdir().unwrap();
+    let (pool, _clock) = pool(root.path()).await;
+    let lease = pool.acquire().await.unwrap();
+    // Long enough for the reaper to stop ticking: its coarse clock is now ~20 min stale.
+    tokio::time::sleep(20 * MIN).await;
+    lease.touch();
+    // A stale stamp would put the last activity at ~0 min and reap at ~31 min.
+    tokio::time::sleep(29 * MIN).await;
+    settle().await;
+    assert!(
+        pool.session(lease.id()).is_ok(),
+        "reaped before 30 minutes after the touch"
+    );
+    tokio::time::sleep(3 * MIN).await;
+    settle().await;
+    assert!(matches!(
+        ended(pool.session(lease.id())),
+        EndReason::IdleReaped { .. }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_in_use_keeps_the_clock_within_a_tick() {
+    let root = tempfile::tempdir().unwrap();
+    let (pool, _clock) = pool(root.path()).await;
+    let lease = pool.acquire().await.unwrap();
+    tokio::time::sleep(10 * MIN).await;
+    // A client that works steadily: a touch every 300 ms for 40 minutes keeps the
+    // session alive well past its idle timeout.
+    for _ in 0..(40 * 60 * 10 / 3) {
+        lease.touch();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    settle().await;
+    assert!(pool.session(lease.id()).is_ok());
+    tokio::time::sleep(32 * MIN).await;
+    settle().await;
+    assert!(matches!(
+        ended(pool.session(lease.id())),
+        EndReason::IdleReaped { .. }
+    ));
+}
