@@ -1,5 +1,6 @@
 //! Test doubles, all in one place: a scriptable in-process [`ProcessLauncher`]
 //! ([`FakeLauncher`]), an in-memory [`Filesystem`] with `flock`-like markers ([`MemFs`]),
+//! a [`Clock`] that counts its sleeps and can be told to panic in them ([`FakeClock`]),
 //! and a no-op launcher and filesystem for benchmarks ([`NullLauncher`], [`NullFs`]). The
 //! fake launcher and filesystem can be told to panic in a given call ([`FakeCall`]), to
 //! test the pool's supervision.
@@ -29,8 +30,47 @@ use crate::backend::{
 };
 use crate::error::{BackendError, BackendErrorKind};
 use crate::session::SessionId;
+use crate::time::{Clock, Timestamp, TokioClock};
 
 pub use crate::sweep::exec::startup_sweep;
+
+/// Tokio's clock (so it follows paused time), counting `sleep_until` calls (the pool's
+/// reaper is what sleeps on a pool's clock) and panicking in the next
+/// [`FakeClock::panic_next_sleeps`] of them.
+#[derive(Debug, Default)]
+pub struct FakeClock {
+    inner: TokioClock,
+    /// `sleep_until` calls so far.
+    pub sleeps: AtomicU64,
+    /// How many of the next `sleep_until` calls panic.
+    pub panic_next_sleeps: AtomicU32,
+}
+
+impl FakeClock {
+    /// A clock whose epoch is now, that never panics until told to.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl Clock for FakeClock {
+    fn now(&self) -> Timestamp {
+        self.inner.now()
+    }
+
+    async fn sleep_until(&self, deadline: Timestamp) {
+        self.sleeps.fetch_add(1, Ordering::Relaxed);
+        let panics = self
+            .panic_next_sleeps
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if panics {
+            panic!("scripted clock panic");
+        }
+        self.inner.sleep_until(deadline).await
+    }
+}
 
 /// A backend call that a test double can be told to panic in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

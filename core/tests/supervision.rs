@@ -3,15 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use browserpool::testing::{FakeCall, FakeLauncher, MemFs};
+use browserpool::testing::{FakeCall, FakeClock, FakeLauncher, MemFs};
 use browserpool::{
     AcquireError, Action, Clock, EndReason, OwnerKey, Pool, PoolConfig, SessionError, SessionId,
-    Timestamp, TokioClock,
+    TokioClock,
 };
 
 mod common;
@@ -412,41 +411,14 @@ fn a_panicking_kill_on_drop_does_not_abort_the_drop() {
     assert_eq!(fs.entries().len(), 1, "{:?}", fs.entries());
 }
 
-/// A clock whose `sleep_until` panics the next `n` times.
-struct PanickyClock {
-    inner: TokioClock,
-    sleeps_to_panic: AtomicU32,
-}
-
-#[async_trait]
-impl Clock for PanickyClock {
-    fn now(&self) -> Timestamp {
-        self.inner.now()
-    }
-
-    async fn sleep_until(&self, deadline: Timestamp) {
-        let armed = self
-            .sleeps_to_panic
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok();
-        if armed {
-            panic!("scripted clock panic");
-        }
-        self.inner.sleep_until(deadline).await
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_reaper_that_panics_is_restarted_and_still_reaps() {
-    let clock = Arc::new(PanickyClock {
-        inner: TokioClock::new(),
-        sleeps_to_panic: AtomicU32::new(0),
-    });
+    let clock = Arc::new(FakeClock::new());
     let h = harness_with(cfg(), clock.clone()).await;
     let lease = h.pool.acquire().await.unwrap();
     settle().await;
     // Only the reaper sleeps on the clock now: its next sleep panics.
-    clock.sleeps_to_panic.store(1, Ordering::Release);
+    clock.panic_next_sleeps.store(1, Ordering::Release);
     tokio::time::sleep(Duration::from_secs(20)).await;
     let s = h.pool.stats();
     assert_eq!((s.reaper_restarts, s.panics, s.unhealthy), (1, 1, None));
@@ -460,14 +432,11 @@ async fn a_reaper_that_panics_is_restarted_and_still_reaps() {
 
 #[tokio::test(start_paused = true)]
 async fn a_reaper_that_always_panics_makes_the_pool_unhealthy_and_it_says_so() {
-    let clock = Arc::new(PanickyClock {
-        inner: TokioClock::new(),
-        sleeps_to_panic: AtomicU32::new(0),
-    });
+    let clock = Arc::new(FakeClock::new());
     let h = harness_with(cfg(), clock.clone()).await;
     let lease = h.pool.acquire().await.unwrap();
     settle().await;
-    clock.sleeps_to_panic.store(u32::MAX, Ordering::Release);
+    clock.panic_next_sleeps.store(u32::MAX, Ordering::Release);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let s = h.pool.stats();
     assert_eq!(s.reaper_restarts, 5);
@@ -483,7 +452,7 @@ async fn a_reaper_that_always_panics_makes_the_pool_unhealthy_and_it_says_so() {
         Err(SessionError::PoolUnhealthy { .. })
     ));
     // Destroying still works (it only makes the pool smaller).
-    clock.sleeps_to_panic.store(0, Ordering::Release);
+    clock.panic_next_sleeps.store(0, Ordering::Release);
     h.pool.destroy(lease.id()).await.unwrap();
     h.clean();
 }

@@ -2,42 +2,21 @@
 //! stamp taken after a pause reads the real time.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use browserpool::testing::FakeLauncher;
-use browserpool::{Clock, EndReason, Pool, PoolConfig, Timestamp, TokioClock};
+use browserpool::testing::{FakeClock, FakeLauncher};
+use browserpool::{EndReason, Pool, PoolConfig};
 
 mod common;
 use common::{ended, settle};
 
-/// Tokio's (paused) clock, counting the reaper's sleeps.
-struct Counting {
-    inner: TokioClock,
-    sleeps: AtomicU64,
-}
-
-#[async_trait]
-impl Clock for Counting {
-    fn now(&self) -> Timestamp {
-        self.inner.now()
-    }
-    async fn sleep_until(&self, deadline: Timestamp) {
-        self.sleeps.fetch_add(1, Ordering::Relaxed);
-        self.inner.sleep_until(deadline).await
-    }
-}
-
 const MIN: Duration = Duration::from_secs(60);
 
 /// Idle timeout 30 min, reap interval 60 s, tick 1 s: the defaults.
-async fn pool(root: &std::path::Path) -> (Pool<FakeLauncher>, Arc<Counting>) {
-    let clock = Arc::new(Counting {
-        inner: TokioClock::new(),
-        sleeps: AtomicU64::new(0),
-    });
+async fn pool(root: &std::path::Path) -> (Pool<FakeLauncher>, Arc<FakeClock>) {
+    let clock = Arc::new(FakeClock::new());
     let config = PoolConfig::default()
         .with_max_browsers(2)
         .with_root(root)
