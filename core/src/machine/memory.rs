@@ -90,7 +90,12 @@ impl MemoryBook {
     }
 
     /// `id` ended (or was never live): it no longer counts.
+    #[inline]
     pub(super) fn forget(&mut self, id: SessionId) {
+        // Without memory sampling nothing was ever recorded (every teardown calls this).
+        if self.measured.is_empty() && self.over.is_empty() {
+            return;
+        }
         if let Some(old) = self.measured.remove(&id) {
             self.sum -= old;
         }

@@ -375,7 +375,12 @@ impl Lifecycle {
 
     /// Why `id` ended, if it did and is still remembered.
     pub fn end_reason(&self, id: SessionId) -> Option<&EndReason> {
-        self.tombstones.get(id)
+        // A session being torn down keeps its reason in the table; the tombstone is
+        // written when the table forgets it.
+        match self.table.get(id).map(|(_, c)| &c.state) {
+            Some(State::Stopping { reason, .. } | State::Removing { reason, .. }) => Some(reason),
+            _ => self.tombstones.get(id),
+        }
     }
 
     /// Process trees that count against `max_browsers` now.
@@ -893,11 +898,11 @@ impl Lifecycle {
         // A spare launch is `cancelled`, so no reply is owed for it below.
         self.spares.launch_ended(id);
         self.spares.launch_failed(now);
-        let end = EndReason::LaunchFailed {
-            reason: reason.clone(),
-        };
+        // The reason stays in the table until the session leaves it; then it becomes
+        // the tombstone (`on_dir_removed`).
+        let end = EndReason::LaunchFailed { reason };
         e.set_state(State::Removing {
-            reason: end.clone(),
+            reason: end,
             attempt: 1,
             finished: false,
             reply_to: (!cancelled).then_some(ticket),
@@ -908,7 +913,6 @@ impl Lifecycle {
         self.occupied -= 1;
         self.launching -= 1;
         self.totals.launch_failed += 1;
-        self.remember(id, end);
         self.actions.push_back(Action::RemoveDir { id, attempt: 1 });
         self.serve_waiters(now);
     }
@@ -924,11 +928,6 @@ impl Lifecycle {
         }
     }
 
-    #[inline]
-    fn remember(&mut self, id: SessionId, reason: EndReason) {
-        self.tombstones.remember(id, reason);
-    }
-
     /// The single entry into teardown for a live session, whatever the reason.
     fn teardown(&mut self, now: Timestamp, id: SessionId, reason: EndReason) {
         self.teardown_inline(now, id, reason);
@@ -940,18 +939,17 @@ impl Lifecycle {
     fn teardown_inline(&mut self, _now: Timestamp, id: SessionId, reason: EndReason) {
         let grace = self.config.kill_grace;
         let kill_timeout = self.config.kill_timeout;
-        if self.table.hot(id).is_none_or(|h| h.tag != Tag::Live) {
-            return;
-        }
-        let spare = self.spares.forget(id);
         let Some(mut e) = self.table.get_mut(id) else {
             return;
         };
         // The hot tag mirrors the state; testing the state itself tells the compiler that
         // the state replaced below (Live) owns nothing to drop.
-        if !matches!(e.cold.state, State::Live) {
+        if e.hot.tag != Tag::Live || !matches!(e.cold.state, State::Live) {
             return;
         }
+        // Only a ready spare can be one; most pools have none, and then there is nothing
+        // to search.
+        let spare = self.spares.ready_len() > 0 && self.spares.forget(id);
         if spare {
             tracing::info!(session = %id, reason = reason.label(), "spare ends unused");
         }
@@ -962,6 +960,18 @@ impl Lifecycle {
         } else {
             (KillStage::Graceful, grace)
         };
+        match &reason {
+            EndReason::Destroyed => self.totals.destroyed += 1,
+            EndReason::IdleReaped { .. } => self.totals.reaped += 1,
+            EndReason::Evicted => self.totals.evicted += 1,
+            EndReason::Retired(_) => self.totals.retired += 1,
+            EndReason::OwnerReleased => self.totals.owner_released += 1,
+            EndReason::Shutdown => self.totals.shutdown += 1,
+            EndReason::Abandoned => self.totals.abandoned += 1,
+            EndReason::Memory { .. } => self.totals.memory += 1,
+            // Counted where detected.
+            EndReason::Crashed { .. } | EndReason::LaunchFailed { .. } => {}
+        }
         // Both actions are built before the bookkeeping below and queued after it: a
         // value built on the stack and copied at once into the queue makes the copy wait
         // for the stores that built it (a store-forwarding stall per action).
@@ -975,8 +985,11 @@ impl Lifecycle {
             id,
             reason: reason.clone(),
         };
+        // The reason moves into the state; it becomes the tombstone when the session
+        // leaves the table (`on_dir_removed`), so it is stored once while the session is
+        // tracked.
         e.set_state(State::Stopping {
-            reason: reason.clone(),
+            reason,
             attempt: 1,
             stage,
             stalled: false,
@@ -1001,19 +1014,6 @@ impl Lifecycle {
         }
         self.stopping += 1;
         self.memory.forget(id);
-        match &reason {
-            EndReason::Destroyed => self.totals.destroyed += 1,
-            EndReason::IdleReaped { .. } => self.totals.reaped += 1,
-            EndReason::Evicted => self.totals.evicted += 1,
-            EndReason::Retired(_) => self.totals.retired += 1,
-            EndReason::OwnerReleased => self.totals.owner_released += 1,
-            EndReason::Shutdown => self.totals.shutdown += 1,
-            EndReason::Abandoned => self.totals.abandoned += 1,
-            EndReason::Memory { .. } => self.totals.memory += 1,
-            // Counted where detected.
-            EndReason::Crashed { .. } | EndReason::LaunchFailed { .. } => {}
-        }
-        self.remember(id, reason);
         self.actions.push_back(ending);
         self.actions.push_back(kill);
     }
@@ -1096,14 +1096,7 @@ impl Lifecycle {
     }
 
     fn on_dir_removed(&mut self, id: SessionId) {
-        if !self
-            .table
-            .get(id)
-            .is_some_and(|(_, c)| matches!(c.state, State::Removing { .. }))
-        {
-            return;
-        }
-        let Some(cold) = self.table.remove(id) else {
+        let Some((state, remove_retry_at)) = self.table.remove_if_removing(id) else {
             return;
         };
         let State::Removing {
@@ -1111,11 +1104,11 @@ impl Lifecycle {
             finished,
             reply_to,
             ..
-        } = cold.state
+        } = state
         else {
             return;
         };
-        if let Some(at) = cold.remove_retry_at {
+        if let Some(at) = remove_retry_at {
             self.timers.remove(at, Timer::RemoveRetry(id));
         }
         if let Some(reply) = failed_launch_reply(id, reply_to, &reason) {
@@ -1125,13 +1118,15 @@ impl Lifecycle {
             tracing::info!(session = %id, reason = reason.label(), "session torn down");
             self.actions.push_back(Action::Finished {
                 id,
-                reason,
+                reason: reason.clone(),
                 dir_removed: true,
             });
         } else {
             self.totals.dirs_recovered += 1;
             tracing::info!(session = %id, "directory removed on retry");
         }
+        // The table forgot the session: from now on its reason is the tombstone.
+        self.tombstones.remember(id, reason);
     }
 
     fn on_remove_failed(&mut self, now: Timestamp, id: SessionId, error: BackendError) {
@@ -1422,7 +1417,13 @@ impl Lifecycle {
     }
 
     /// Start the spare launches that are due (see [`Lifecycle::refill_due`]).
+    #[inline]
     fn refill(&mut self, now: Timestamp) {
+        // Without spares configured there is never one to launch (`refill_due` is
+        // `None`); this runs after every input, so skip its checks.
+        if self.config.spares == 0 {
+            return;
+        }
         while self.refill_due().is_some_and(|at| at <= now) {
             let id = self.start_launch(now, SPARE_TICKET, true, None);
             self.spares.launch_started(id);

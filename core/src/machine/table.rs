@@ -15,7 +15,7 @@
 //! (every entry is re-placed, overflow included) and never shrinks, so it stays within
 //! about twice the peak number of tracked sessions.
 //!
-//! Each slot is split in two arrays: [`Hot`] (32 bytes: id, phase, activity cell, index
+//! Each slot is split in two arrays: [`Hot`] (40 bytes: id, phase, activity cell, index
 //! key) is what reaping, eviction and `Lifecycle::activity` read; [`Cold`] (owner, timers,
 //! the end reason) is read when a session changes phase.
 
@@ -305,31 +305,91 @@ impl SessionTable {
     /// Track a new session. `id` must be later than every id inserted before (ids are
     /// issued in increasing order), so a session still in its slot is older: it moves to
     /// the overflow map.
+    #[inline]
     pub(super) fn insert(&mut self, id: SessionId, activity: ActivityRef, cold: Cold) {
         if (self.len + 1) * 8 > self.hot.len() * 7 {
             self.grow();
         }
         self.len += 1;
         let slot = self.slot(id);
-        let hot = Hot {
-            id,
-            activity,
-            key: Timestamp::ZERO,
-            tag: cold.state.tag(),
-            placed: Placed::No,
-        };
-        let old_hot = std::mem::replace(&mut self.hot[slot], hot);
-        let old_cold = std::mem::replace(&mut self.cold[slot], cold);
-        if old_hot.tag != Tag::Vacant {
-            self.overflow.insert(old_hot.id, (old_hot, old_cold));
+        if self.hot[slot].tag != Tag::Vacant {
+            self.lap(slot);
         }
+        // Field by field into the vacant slot: no copy of a whole half through the stack.
+        let h = &mut self.hot[slot];
+        h.id = id;
+        h.activity = activity;
+        h.key = Timestamp::ZERO;
+        h.tag = cold.state.tag();
+        h.placed = Placed::No;
+        let Cold {
+            state,
+            owner,
+            launched_at,
+            retire_at,
+            release,
+            remove_retry_at,
+        } = cold;
+        let c = &mut self.cold[slot];
+        c.state = state;
+        c.owner = owner;
+        c.launched_at = launched_at;
+        c.retire_at = retire_at;
+        c.release = release;
+        c.remove_retry_at = remove_retry_at;
     }
 
-    /// Stop tracking `id`; returns its cold half.
+    /// The session in `slot` was lapped by a later id: move it to the overflow map.
+    #[cold]
+    #[inline(never)]
+    fn lap(&mut self, slot: usize) {
+        let placeholder = self.hot[slot].activity.clone();
+        let old_hot = std::mem::replace(&mut self.hot[slot], Hot::vacant(&placeholder));
+        let old_cold = std::mem::replace(&mut self.cold[slot], Cold::vacant());
+        self.overflow.insert(old_hot.id, (old_hot, old_cold));
+    }
+
+    /// Stop tracking `id` if it is removing its directory (the last phase); returns its
+    /// state and its pending removal retry. `None`, and nothing changes, if `id` is not
+    /// tracked or in another phase.
     ///
     /// A slot's hot half is only marked vacant: its activity cell handle stays until the
     /// slot is reused (dropping it then), which spares a reference-count round trip per
-    /// session.
+    /// session; the cold half is reset in place.
+    #[inline]
+    pub(super) fn remove_if_removing(
+        &mut self,
+        id: SessionId,
+    ) -> Option<(State, Option<Timestamp>)> {
+        let slot = self.slot(id);
+        let h = &mut self.hot[slot];
+        if h.tag != Tag::Vacant && h.id == id {
+            if h.tag != Tag::Removing {
+                return None;
+            }
+            h.tag = Tag::Vacant;
+            h.placed = Placed::No;
+            self.len -= 1;
+            let c = &mut self.cold[slot];
+            c.owner = None;
+            c.retire_at = None;
+            c.release = None;
+            let retry = c.remove_retry_at.take();
+            return Some((std::mem::replace(&mut c.state, State::Live), retry));
+        }
+        if self.overflow.is_empty() {
+            return None;
+        }
+        if self.overflow.get(&id).map(|(h, _)| h.tag) != Some(Tag::Removing) {
+            return None;
+        }
+        let (_, c) = self.overflow.remove(&id)?;
+        self.len -= 1;
+        Some((c.state, c.remove_retry_at))
+    }
+
+    /// Stop tracking `id` in whatever phase; returns its cold half (for tests).
+    #[cfg(test)]
     pub(super) fn remove(&mut self, id: SessionId) -> Option<Cold> {
         let slot = self.slot(id);
         let h = &mut self.hot[slot];

@@ -747,6 +747,49 @@ fn tombstones_explain_ended_sessions_and_are_bounded() {
 }
 
 #[test]
+fn the_end_reason_is_known_in_every_phase_of_teardown_and_after() {
+    // The reason lives in the session table while the teardown runs and becomes a
+    // tombstone when the table forgets the session: a late caller learns it throughout.
+    let mut h = H::new(cfg());
+    let id = h.live();
+    assert_eq!(h.m.end_reason(id), None);
+    h.m.destroy(h.now, id).unwrap();
+    h.drain();
+    let ended = Err(SessionError::Ended {
+        id,
+        reason: EndReason::Destroyed,
+    });
+    assert_eq!(h.m.phase(id), Some(Phase::Stopping));
+    assert_eq!(h.m.end_reason(id), Some(&EndReason::Destroyed));
+    assert_eq!(h.m.destroy(h.now, id), ended);
+    h.feed(Input::Gone { id });
+    assert_eq!(h.m.phase(id), Some(Phase::Removing));
+    assert_eq!(h.m.end_reason(id), Some(&EndReason::Destroyed));
+    assert_eq!(h.m.destroy(h.now, id), ended);
+    h.feed(Input::DirRemoved { id });
+    assert_eq!(h.m.phase(id), None);
+    assert_eq!(h.m.end_reason(id), Some(&EndReason::Destroyed));
+    assert_eq!(h.m.destroy(h.now, id), ended);
+    // A failed launch too, from the failure on.
+    let _ = h.m.acquire(h.now, None);
+    let Some(Action::Launch { id: failed }) = h.drain().first().cloned() else {
+        panic!("expected a launch")
+    };
+    h.feed(Input::LaunchFailed {
+        id: failed,
+        reason: "boom".into(),
+    });
+    let why = EndReason::LaunchFailed {
+        reason: "boom".into(),
+    };
+    assert_eq!(h.m.end_reason(failed), Some(&why));
+    h.feed(Input::DirRemoved { id: failed });
+    assert_eq!(h.m.phase(failed), None);
+    assert_eq!(h.m.end_reason(failed), Some(&why));
+    h.m.check_invariants().unwrap();
+}
+
+#[test]
 fn shutdown_tears_everything_down_and_refuses_new_work() {
     let mut h = H::new(PoolConfig {
         max_browsers: 3,

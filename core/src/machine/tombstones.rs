@@ -6,13 +6,17 @@ use rustc_hash::FxHashMap;
 
 use crate::session::{EndReason, SessionId};
 
-/// The reasons of the last `cap` sessions that ended, oldest forgotten first.
+/// The reasons of the last `cap` ended sessions that left the session table, oldest
+/// forgotten first.
 ///
-/// Every teardown remembers one, but few are ever asked for (only by a caller that uses
-/// an id after its session ended), so remembering is a push onto a ring and the lookup
-/// index is built lazily: a lookup first indexes what was remembered since the previous
-/// lookup. Each entry is indexed at most once and un-indexed at most once, so a lookup
-/// costs O(1) amortized and a teardown pays no hashing unless lookups happen.
+/// A session's reason is remembered here when the session table forgets it (its
+/// directory removed); until then the table itself holds the reason, so it is stored once
+/// either way. Every finished session remembers one, but few are ever asked for (only by
+/// a caller that uses an id after its session ended), so remembering is a push onto a
+/// ring and the lookup index is built lazily: a lookup first indexes what was remembered
+/// since the previous lookup. Each entry is indexed at most once and un-indexed at most
+/// once, so a lookup costs O(1) amortized and a finish pays no hashing unless lookups
+/// happen.
 ///
 /// The index sits in a `RefCell` so that lookups work through `&self` (it is a cache of
 /// the ring, never observable); this makes the machine `Send` but not `Sync`, which is
