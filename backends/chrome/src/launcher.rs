@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::config::{find_browser, ChromeConfig};
 use crate::error::ChromeError;
 use crate::matcher::SessionMatcher;
-use crate::tree::Tree;
+use crate::tree::{self, Tree};
 use crate::{orphans, procfs, spawner};
 
 /// The end reason's text (in `EndReason::Crashed { exit }`) when the DevTools connection
@@ -591,6 +591,9 @@ impl ProcessLauncher for ChromeLauncher {
         process.tree.kill_and_wait_sync(Duration::from_secs(1));
     }
 
+    /// One `/proc` scan for the session's processes (group members and what its
+    /// [`SessionMatcher`] proves), then one `smaps_rollup` read per process. `None` once
+    /// the browser's main process is reaped (the tree is gone).
     async fn memory(&self, process: &ChromeProcess) -> Option<MemoryUsage> {
         if process.tree.is_reaped() {
             return None;
@@ -599,6 +602,35 @@ impl ProcessLauncher for ChromeLauncher {
         tokio::task::spawn_blocking(move || session_memory(&scanner().all()))
             .await
             .ok()
+    }
+
+    /// Every session's figure from **one** `/proc` scan shared by all of them
+    /// ([`tree::scan_sessions`]), then one `smaps_rollup` read per process found: a
+    /// round costs one pass over the host's processes plus one read per session process,
+    /// instead of one pass per session. Each session's processes are exactly those its
+    /// own [`memory`](ProcessLauncher::memory) call would find on the same snapshot (its
+    /// live group members, and the processes its matcher proves, such as the crash
+    /// handlers outside the group); a process is counted for at most one session
+    /// (session directories are unique, groups disjoint). `None` for a session whose
+    /// main process is reaped, and for every session if the blocking job fails.
+    async fn memory_of_all(&self, processes: &[Arc<ChromeProcess>]) -> Vec<Option<MemoryUsage>> {
+        let targets: Vec<Option<tree::Target>> = processes
+            .iter()
+            .map(|p| (!p.tree.is_reaped()).then(|| p.tree.target()))
+            .collect();
+        let n = targets.len();
+        tokio::task::spawn_blocking(move || {
+            let live: Vec<tree::Target> = targets.iter().flatten().cloned().collect();
+            let (scans, _) = tree::scan_sessions(&live);
+            let mut scans = scans.into_iter();
+            targets
+                .iter()
+                .map(|t| t.as_ref().and_then(|_| scans.next()))
+                .map(|found| found.map(|f| session_memory(&f.all())))
+                .collect()
+        })
+        .await
+        .unwrap_or_else(|_| vec![None; n])
     }
 
     async fn find_orphans(&self, dir: &Path) -> Result<Vec<Orphan>, BackendError> {
