@@ -605,7 +605,7 @@ impl ProcessLauncher for ChromeLauncher {
     }
 
     /// Every session's figure from **one** `/proc` scan shared by all of them
-    /// ([`tree::scan_sessions`]), then one `smaps_rollup` read per process found: a
+    /// (`tree::scan_sessions`), then one `smaps_rollup` read per process found: a
     /// round costs one pass over the host's processes plus one read per session process,
     /// instead of one pass per session. The reads run as one blocking job per session,
     /// all at once (as the per-session calls did): a read of a Chromium process costs
