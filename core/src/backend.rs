@@ -8,6 +8,7 @@
 use std::any::Any;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -104,6 +105,29 @@ pub trait ProcessLauncher: Send + Sync + 'static {
         None
     }
 
+    /// Memory of several trees at once: one entry per process of `processes`, in the
+    /// same order, each exactly what [`memory`](Self::memory) would say of that process
+    /// alone (`None` where it cannot measure it). The pool's memory sampler calls this
+    /// once per round with every launched session, in session id order, so a backend
+    /// whose measurement has a cost shared by all trees (the Chromium backend's `/proc`
+    /// scan) pays it once per round instead of once per session.
+    ///
+    /// What an implementation must give:
+    /// - one entry per process, in order (the pool reads a missing entry as `None` and
+    ///   ignores extra ones, logging a warning); a process of the host is counted in at
+    ///   most one entry;
+    /// - cancel-safety: the pool drops the call when the round's deadline comes (one
+    ///   `memory_interval`), and then no session has a figure that round;
+    /// - a panic here is caught by the pool, counted, and the round is measured again
+    ///   one session at a time through `memory`, so that a session whose own
+    ///   measurement panics is named and torn down as crashed.
+    ///
+    /// The default calls `memory` for every process concurrently ([`memory_of_each`]),
+    /// which is right for a backend whose per-tree measurement shares nothing.
+    async fn memory_of_all(&self, processes: &[Arc<Self::Process>]) -> Vec<Option<MemoryUsage>> {
+        memory_of_each(self, processes).await
+    }
+
     /// Processes proven to belong to the leftover directory `dir`.
     async fn find_orphans(&self, dir: &Path) -> Result<Vec<Orphan>, BackendError>;
 
@@ -111,6 +135,17 @@ pub trait ProcessLauncher: Send + Sync + 'static {
     /// Returns `Ok(false)` if the proof no longer holds (the PID changed hands): nothing
     /// was signalled.
     async fn kill_orphan(&self, orphan: &Orphan) -> Result<bool, BackendError>;
+}
+
+/// [`ProcessLauncher::memory`] of every process in `processes`, all at once (polled
+/// concurrently, in the order given, on the caller's task), one entry per process in
+/// that order: the default [`ProcessLauncher::memory_of_all`], public so that a backend
+/// or test double that overrides it can still fall back to it.
+pub async fn memory_of_each<L: ProcessLauncher + ?Sized>(
+    launcher: &L,
+    processes: &[Arc<L::Process>],
+) -> Vec<Option<MemoryUsage>> {
+    futures::future::join_all(processes.iter().map(|p| launcher.memory(p))).await
 }
 
 /// The kind of a directory entry, read without following symlinks (`lstat`).

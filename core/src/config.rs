@@ -186,9 +186,10 @@ pub struct PoolConfig {
     /// operation in flight. `None` (the default) opts out. Must be positive.
     pub max_session_memory: Option<u64>,
     /// How often the pool measures every session's memory (one
-    /// [`ProcessLauncher::memory`](crate::ProcessLauncher::memory) call per session,
-    /// concurrently) while `memory_budget` or `max_session_memory` is set. Default 5 s;
-    /// must be positive and at most [`PoolConfig::MAX_DURATION`].
+    /// [`ProcessLauncher::memory_of_all`](crate::ProcessLauncher::memory_of_all) call
+    /// for all sessions; a round unfinished within one interval is abandoned) while
+    /// `memory_budget` or `max_session_memory` is set. Default 5 s; must be positive and
+    /// at most [`PoolConfig::MAX_DURATION`].
     pub memory_interval: Duration,
 }
 

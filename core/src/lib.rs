@@ -82,8 +82,8 @@ pub mod testing;
 pub mod time;
 
 pub use backend::{
-    DirEntryInfo, EntryKind, Filesystem, KillStage, LaunchSpec, MarkerLock, MarkerState,
-    MemoryUsage, Orphan, ProcessLauncher, ProfileLayout, ProfileProbe,
+    memory_of_each, DirEntryInfo, EntryKind, Filesystem, KillStage, LaunchSpec, MarkerLock,
+    MarkerState, MemoryUsage, Orphan, ProcessLauncher, ProfileLayout, ProfileProbe,
 };
 pub use config::{Backoff, CapacityPolicy, PoolConfig};
 pub use dropnet::run_blocking_cleanup;

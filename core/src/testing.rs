@@ -85,6 +85,9 @@ pub enum FakeCall {
     Exited,
     /// [`ProcessLauncher::memory`].
     Memory,
+    /// [`ProcessLauncher::memory_of_all`] itself, before it measures anything (a panic
+    /// in one of the `memory` calls it makes is scripted with [`FakeCall::Memory`]).
+    MemoryOfAll,
     /// [`ProcessLauncher::kill_on_drop`].
     KillOnDrop,
     /// [`Filesystem::create_dir`].
@@ -198,8 +201,10 @@ pub struct FakeLauncher {
     /// Whether the launcher should write a file into each session directory at launch
     /// (to prove removal works on a non-empty directory).
     pub write_files: Arc<AtomicBool>,
-    /// Number of `memory` calls.
+    /// Number of `memory` calls (including those `memory_of_all` makes).
     pub memory_calls: Arc<AtomicU64>,
+    /// Number of `memory_of_all` calls (one per sampling round).
+    pub memory_batches: Arc<AtomicU64>,
     /// The most `memory` calls ever in flight at once.
     pub peak_memory_calls: Arc<AtomicU64>,
     memory_in_flight: Arc<AtomicU64>,
@@ -399,6 +404,13 @@ impl ProcessLauncher for FakeLauncher {
             },
         };
         process.is_alive().then_some(usage)
+    }
+
+    /// Counted, then the default: every `memory` call at once.
+    async fn memory_of_all(&self, processes: &[Arc<FakeProcess>]) -> Vec<Option<MemoryUsage>> {
+        self.memory_batches.fetch_add(1, Ordering::Relaxed);
+        self.panics.check(FakeCall::MemoryOfAll);
+        crate::backend::memory_of_each(self, processes).await
     }
 
     async fn find_orphans(&self, dir: &Path) -> Result<Vec<Orphan>, BackendError> {

@@ -159,11 +159,18 @@ async fn sessions_are_measured_concurrently_once_per_interval() {
     }
     launcher.set_memory_delay(Duration::from_millis(300));
     let before = launcher.memory_calls.load(Ordering::Relaxed);
+    let batches_before = launcher.memory_batches.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(3000)).await;
     let calls = launcher.memory_calls.load(Ordering::Relaxed) - before;
     assert!(
         (12..=24).contains(&calls),
         "6 sessions x about 3 rounds: {calls} calls"
+    );
+    let batches = launcher.memory_batches.load(Ordering::Relaxed) - batches_before;
+    assert_eq!(
+        calls,
+        6 * batches,
+        "one batched call per round, for all six"
     );
     assert_eq!(
         launcher.peak_memory_calls.load(Ordering::Relaxed),
@@ -180,13 +187,14 @@ async fn a_panicking_measurement_tears_that_session_down_and_sampling_goes_on() 
     let root = tempfile::tempdir().unwrap();
     let (pool, launcher) = pool(cfg(root.path(), Some(10_000), None)).await;
     let a = pool.acquire().await.unwrap();
-    launcher.panic_next(FakeCall::Memory, 1);
+    // In the round's batch, then in the per-session call the round falls back to.
+    launcher.panic_next(FakeCall::Memory, 2);
     one_round().await;
     assert!(matches!(
         ended(pool.session(a.id())),
         EndReason::Crashed { .. }
     ));
-    assert_eq!(pool.stats().panics, 1);
+    assert_eq!(pool.stats().panics, 2);
     let b = pool.acquire().await.unwrap();
     let samples = pool.stats().totals.memory_samples;
     one_round().await;
@@ -205,5 +213,29 @@ async fn without_a_memory_limit_nothing_is_measured() {
     let _a = pool.acquire().await.unwrap();
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(launcher.memory_calls.load(Ordering::Relaxed), 0);
+    pool.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_round_unfinished_at_its_deadline_is_abandoned_and_the_pool_goes_on() {
+    let root = tempfile::tempdir().unwrap();
+    let (pool, launcher) = pool(cfg(root.path(), Some(10_000), None)).await;
+    let _a = pool.acquire().await.unwrap();
+    // Each measurement takes longer than the 1 s interval: every round is abandoned.
+    launcher.set_memory_delay(Duration::from_millis(1500));
+    let samples = pool.stats().totals.memory_samples;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(pool.stats().totals.memory_samples, samples, "no figures");
+    assert!(
+        launcher.memory_batches.load(Ordering::Relaxed) >= 4,
+        "rounds go on"
+    );
+    // The pool serves meanwhile, and figures come back once measuring is fast again.
+    let b = pool.acquire().await.unwrap();
+    launcher.set_memory_delay(Duration::ZERO);
+    one_round().await;
+    one_round().await;
+    assert!(pool.stats().totals.memory_samples > samples);
+    drop(b);
     pool.shutdown().await;
 }

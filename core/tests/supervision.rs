@@ -171,9 +171,11 @@ async fn a_panicking_memory_measurement_tears_that_session_down() {
     let h = harness().await;
     let a = h.pool.acquire().await.unwrap();
     let b = h.pool.acquire().await.unwrap();
-    h.launcher.panic_next(FakeCall::Memory, 1);
+    // The first session's measurement panics in the batch (which measures `a` first) and
+    // again when the round falls back to one call per session.
+    h.launcher.panic_next(FakeCall::Memory, 2);
     let m = h.pool.memory().await;
-    // The first session's measurement panicked: left out, torn down as crashed.
+    // Left out, torn down as crashed; the other session is measured.
     assert_eq!(m.sessions.len(), 1);
     assert_eq!(m.sessions[0].0, b.id());
     settle().await;
@@ -182,7 +184,32 @@ async fn a_panicking_memory_measurement_tears_that_session_down() {
         EndReason::Crashed { .. }
     ));
     assert!(h.pool.session(b.id()).is_ok());
+    // The batch's panic and the session's own.
+    assert_eq!(h.pool.stats().panics, 2);
+    assert_eq!(h.launcher.memory_batches.load(Ordering::Relaxed), 1);
+    h.pool.destroy(b.id()).await.unwrap();
+    h.clean();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_batched_measurement_is_measured_again_one_session_at_a_time() {
+    let h = harness().await;
+    let a = h.pool.acquire().await.unwrap();
+    let b = h.pool.acquire().await.unwrap();
+    // Only the batch itself panics (as a broken batched path of a backend would): no
+    // session is to blame, every session still gets its figure.
+    h.launcher.panic_next(FakeCall::MemoryOfAll, 1);
+    let before = h.launcher.memory_calls.load(Ordering::Relaxed);
+    let m = h.pool.memory().await;
+    let ids: Vec<_> = m.sessions.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, vec![a.id(), b.id()], "both measured, in id order");
+    assert_eq!(h.launcher.memory_calls.load(Ordering::Relaxed) - before, 2);
+    settle().await;
+    assert!(h.pool.session(a.id()).is_ok());
+    assert!(h.pool.session(b.id()).is_ok());
     assert_eq!(h.pool.stats().panics, 1);
+    assert_eq!(h.pool.stats().totals.crashed, 0);
+    h.pool.destroy(a.id()).await.unwrap();
     h.pool.destroy(b.id()).await.unwrap();
     h.clean();
 }

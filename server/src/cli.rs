@@ -82,6 +82,11 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("`{s}` is too large"))
 }
 
+/// Parse a memory size in bytes (as [`parse_bytes`]: `2147483648`, `512MiB`, `2GiB`).
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    parse_bytes(s).map(|n| n as u64)
+}
+
 /// The command line. Every flag also reads `BROWSERPOOL_<FLAG>` and the `--config` file.
 #[derive(Parser, Debug, Clone, Default)]
 #[command(
@@ -169,6 +174,20 @@ pub struct Cli {
     /// Largest request body or client WebSocket message (413, or close code 1009). [default: 64MiB]
     #[arg(long, env = "BROWSERPOOL_MAX_MESSAGE_SIZE", value_name = "BYTES", value_parser = parse_bytes)]
     pub max_message_size: Option<usize>,
+    /// Memory budget: the summed PSS of every session's browser processes. Above it the
+    /// least recently active idle sessions are torn down, and a request that would
+    /// exceed it waits or is refused (by the capacity policy) with a memory error.
+    /// Must be positive. [default: none]
+    #[arg(long, env = "BROWSERPOOL_MEMORY_BUDGET", value_name = "BYTES", value_parser = parse_memory)]
+    pub memory_budget: Option<u64>,
+    /// A session whose browser processes' PSS exceeds this is retired at its next idle
+    /// moment. Must be positive. [default: none]
+    #[arg(long, env = "BROWSERPOOL_MAX_SESSION_MEMORY", value_name = "BYTES", value_parser = parse_memory)]
+    pub max_session_memory: Option<u64>,
+    /// How often every session's memory is measured while --memory-budget or
+    /// --max-session-memory is set. [default: 5s]
+    #[arg(long, env = "BROWSERPOOL_MEMORY_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub memory_interval: Option<Duration>,
 }
 
 /// The `--config` file: the same settings, keys spelled as the flags.
@@ -198,6 +217,9 @@ struct FileConfig {
     insecure_listen_any: Option<bool>,
     max_connections: Option<usize>,
     max_message_size: Option<String>,
+    memory_budget: Option<String>,
+    max_session_memory: Option<String>,
+    memory_interval: Option<String>,
 }
 
 /// Everything the binary needs, validated.
@@ -240,6 +262,7 @@ fn pool_flag(field: &str) -> &'static str {
         "launch_timeout" => "launch-timeout",
         "kill_timeout" => "kill-timeout",
         "max_lifetime" => "max-lifetime",
+        "memory_interval" => "memory-interval",
         _ => "config",
     }
 }
@@ -249,7 +272,9 @@ pub fn pool_error(e: &browserpool::ConfigError) -> ConfigError {
     use browserpool::ConfigError as E;
     let flag = match e {
         E::ZeroMaxBrowsers | E::TooManyBrowsers { .. } => "max-browsers",
-        E::ZeroDuration { field } => pool_flag(field),
+        E::ZeroDuration { field } | E::DurationTooLong { field, .. } => pool_flag(field),
+        E::ZeroMemory { field } if *field == "memory_budget" => "memory-budget",
+        E::ZeroMemory { .. } => "max-session-memory",
         E::TickLongerThanReapInterval { .. } => "reap-interval",
         E::ZeroMaxUses => "max-uses",
         E::BadPrefix { .. } => "prefix",
@@ -355,7 +380,23 @@ impl Cli {
                     .unwrap_or(d.kill_timeout),
             )
             .with_root(self.root.or(file.root).unwrap_or(d.root))
-            .with_prefix(self.prefix.or(file.prefix).unwrap_or(d.prefix));
+            .with_prefix(self.prefix.or(file.prefix).unwrap_or(d.prefix))
+            .with_memory_budget(match self.memory_budget {
+                Some(n) => Some(n),
+                None => from_file("memory-budget", file.memory_budget, parse_memory)?,
+            })
+            .with_max_session_memory(match self.max_session_memory {
+                Some(n) => Some(n),
+                None => from_file("max-session-memory", file.max_session_memory, parse_memory)?,
+            })
+            .with_memory_interval(
+                dur(
+                    "memory-interval",
+                    self.memory_interval,
+                    file.memory_interval,
+                )?
+                .unwrap_or(d.memory_interval),
+            );
         pool.validate().map_err(|e| pool_error(&e))?;
 
         let sd = ServerConfig::default();
@@ -527,6 +568,51 @@ mod tests {
         let e = parse(&["--config", p]).unwrap_err();
         assert_eq!(e.flag, "config");
         assert!(e.message.contains("max-browser"), "{e}");
+    }
+
+    #[test]
+    fn memory_flags_set_the_budget_and_invalid_ones_are_refused_by_the_pools_validation() {
+        let s = parse(&[
+            "--memory-budget",
+            "2GiB",
+            "--max-session-memory",
+            "512MiB",
+            "--memory-interval",
+            "10s",
+        ])
+        .unwrap();
+        assert_eq!(s.pool.memory_budget, Some(2 << 30));
+        assert_eq!(s.pool.max_session_memory, Some(512 << 20));
+        assert_eq!(s.pool.memory_interval, Duration::from_secs(10));
+        let d = parse(&[]).unwrap().pool;
+        assert_eq!((d.memory_budget, d.max_session_memory), (None, None));
+        let flag = |args: &[&str]| parse(args).unwrap_err().flag;
+        assert_eq!(flag(&["--memory-budget", "0"]), "memory-budget");
+        assert_eq!(
+            flag(&["--max-session-memory", "0MiB"]),
+            "max-session-memory"
+        );
+        assert_eq!(flag(&["--memory-interval", "0s"]), "memory-interval");
+        assert_eq!(flag(&["--memory-interval", "400days"]), "memory-interval");
+        let e = Cli::try_parse_from(["x", "--memory-budget", "lots"]).unwrap_err();
+        assert!(e.to_string().contains("--memory-budget"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bp.toml");
+        std::fs::write(
+            &path,
+            "memory-budget = \"1GiB\"\nmemory-interval = \"2s\"\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let s = parse(&["--config", p]).unwrap();
+        assert_eq!(s.pool.memory_budget, Some(1 << 30));
+        assert_eq!(s.pool.memory_interval, Duration::from_secs(2));
+        std::fs::write(&path, "max-session-memory = \"big\"\n").unwrap();
+        assert_eq!(
+            parse(&["--config", p]).unwrap_err().flag,
+            "max-session-memory"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::config::{find_browser, ChromeConfig};
 use crate::error::ChromeError;
 use crate::matcher::SessionMatcher;
-use crate::tree::Tree;
+use crate::tree::{self, Tree};
 use crate::{orphans, procfs, spawner};
 
 /// The end reason's text (in `EndReason::Crashed { exit }`) when the DevTools connection
@@ -594,6 +594,9 @@ impl ProcessLauncher for ChromeLauncher {
         process.tree.kill_and_wait_sync(Duration::from_secs(1));
     }
 
+    /// One `/proc` scan for the session's processes (group members and what its
+    /// [`SessionMatcher`] proves), then one `smaps_rollup` read per process. `None` once
+    /// the browser's main process is reaped (the tree is gone).
     async fn memory(&self, process: &ChromeProcess) -> Option<MemoryUsage> {
         if process.tree.is_reaped() {
             return None;
@@ -602,6 +605,45 @@ impl ProcessLauncher for ChromeLauncher {
         tokio::task::spawn_blocking(move || session_memory(&scanner().all()))
             .await
             .ok()
+    }
+
+    /// Every session's figure from **one** `/proc` scan shared by all of them
+    /// (`tree::scan_sessions`), then one `smaps_rollup` read per process found: a
+    /// round costs one pass over the host's processes plus one read per session process,
+    /// instead of one pass per session. The reads run as one blocking job per session,
+    /// all at once (as the per-session calls did): a read of a Chromium process costs
+    /// milliseconds (it walks the whole address space), so one thread reading every
+    /// session's processes in turn would make a large pool's round outlast its interval.
+    ///
+    /// Each session's processes are exactly those its own
+    /// [`memory`](ProcessLauncher::memory) call would find on the same snapshot (its live
+    /// group members, and the processes its matcher proves, such as the crash handlers
+    /// outside the group); a process is counted for at most one session (session
+    /// directories are unique, groups disjoint). `None` for a session whose main process
+    /// is reaped, for every session if the scan's blocking job fails, and for a session
+    /// whose reading job fails.
+    async fn memory_of_all(&self, processes: &[Arc<ChromeProcess>]) -> Vec<Option<MemoryUsage>> {
+        let targets: Vec<Option<tree::Target>> = processes
+            .iter()
+            .map(|p| (!p.tree.is_reaped()).then(|| p.tree.target()))
+            .collect();
+        let n = targets.len();
+        let live: Vec<tree::Target> = targets.iter().flatten().cloned().collect();
+        let Ok((scans, _)) = tokio::task::spawn_blocking(move || tree::scan_sessions(&live)).await
+        else {
+            return vec![None; n];
+        };
+        let mut scans = scans.into_iter();
+        let reads = targets.iter().map(|t| {
+            let found = t.as_ref().and_then(|_| scans.next());
+            async move {
+                let pids = found?.all();
+                tokio::task::spawn_blocking(move || session_memory(&pids))
+                    .await
+                    .ok()
+            }
+        });
+        futures::future::join_all(reads).await
     }
 
     async fn find_orphans(&self, dir: &Path) -> Result<Vec<Orphan>, BackendError> {

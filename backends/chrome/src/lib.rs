@@ -78,7 +78,10 @@
 //!   by functions that never panic and answer `None` to anything malformed, which is
 //!   then skipped, never followed (property-tested on arbitrary bytes).
 //! - **Measurements.** [`ProcessLauncher::memory`](browserpool::ProcessLauncher::memory)
-//!   sums RSS and PSS over the session's processes from `/proc/<pid>/smaps_rollup`.
+//!   sums RSS and PSS over the session's processes from `/proc/<pid>/smaps_rollup`;
+//!   [`ProcessLauncher::memory_of_all`](browserpool::ProcessLauncher::memory_of_all),
+//!   which the pool's sampler calls once per round, gives every session the same
+//!   figure from one `/proc` scan shared by all of them.
 //!
 //! ## Limits
 //!

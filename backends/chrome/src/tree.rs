@@ -147,13 +147,45 @@ pub(crate) struct ScanCost {
     pub took: Duration,
 }
 
-/// Scan `/proc` for the live processes of a session: members of group `pgid` (if the
-/// group id is still ours) and processes the matcher proves among those that started no
-/// earlier than the session's main process (`born`, clock ticks since boot).
-fn scan(pgid: Option<i32>, born: Option<u64>, matcher: &SessionMatcher) -> (Scan, ScanCost) {
+/// What a `/proc` scan needs to know of one session (see [`Tree::target`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    /// The browser's process group id, while it is ours (the leader unreaped).
+    pgid: Option<i32>,
+    /// When the browser's main process started (clock ticks since boot), if known.
+    born: Option<u64>,
+    matcher: Arc<SessionMatcher>,
+}
+
+impl Target {
+    /// Whether this session's matcher must judge `st` (from its command line): not a
+    /// member of the session's own group, not older than its browser, and not a member
+    /// of another browser's live group (`skip`).
+    fn asks(&self, st: &procfs::ProcStat, skip: &BTreeSet<i32>) -> bool {
+        self.pgid != Some(st.pgrp)
+            && self.born.is_none_or(|b| st.start_ticks >= b)
+            && !skip.contains(&st.pgrp)
+    }
+}
+
+/// One `/proc` scan for the live processes of every session of `targets`, one [`Scan`]
+/// per target in the same order. For each target it finds what a scan for that session
+/// alone would find on the same snapshot: the live members of its group `pgid` (if the
+/// group id is still ours) and the processes its matcher proves among those that started
+/// no earlier than its main process (`born`). Each process's `stat` is read once, and its
+/// command line at most once however many sessions ask about it; so measuring N sessions
+/// costs one pass over `/proc`, not N.
+///
+/// Which sessions a process is found for follows from the matcher: session directories
+/// are unique and never nested, and live groups are disjoint, so a process is found for
+/// at most one session.
+pub(crate) fn scan_sessions(targets: &[Target]) -> (Vec<Scan>, ScanCost) {
     let started = Instant::now();
-    let mut out = Scan::default();
+    let mut out: Vec<Scan> = targets.iter().map(|_| Scan::default()).collect();
     let mut cost = ScanCost::default();
+    if targets.is_empty() {
+        return (out, cost);
+    }
     // Group members are known from their stat: their command lines are not read (they
     // are the processes dying right now). Neither are those of processes older than the
     // browser: every process of the session descends from its main process, so it
@@ -165,33 +197,35 @@ fn scan(pgid: Option<i32>, born: Option<u64>, matcher: &SessionMatcher) -> (Scan
     let others = live_groups();
     let mut live = procfs::scan_live(|st| {
         cost.processes += 1;
-        let read = pgid != Some(st.pgrp)
-            && born.is_none_or(|b| st.start_ticks >= b)
-            && !others.contains(&st.pgrp);
+        let read = targets.iter().any(|t| t.asks(st, &others));
         cost.cmdlines += u32::from(read);
         read
     });
     // A group that left the set during the scan may have had its id reused: read the
-    // command lines skipped for it after all.
+    // command lines skipped for it after all. Groups in the set before and after are
+    // the ones skipped.
     let now = live_groups();
+    let both: BTreeSet<i32> = others.intersection(&now).copied().collect();
     for (st, cmd) in &mut live {
-        if cmd.is_none()
-            && pgid != Some(st.pgrp)
-            && others.contains(&st.pgrp)
-            && !now.contains(&st.pgrp)
-            && born.is_none_or(|b| st.start_ticks >= b)
-        {
+        if cmd.is_none() && targets.iter().any(|t| t.asks(st, &both)) {
             cost.cmdlines += 1;
             *cmd = procfs::cmdline_raw(st.pid);
         }
     }
-    for (st, cmd) in live {
-        match cmd {
-            None if pgid == Some(st.pgrp) => out.members.push(st.pid),
-            Some(cmd) if matcher.matches(&cmd) => out.strays.push(st.pid),
-            _ => continue,
+    for (st, cmd) in &live {
+        for (t, found) in targets.iter().zip(&mut out) {
+            if t.pgid == Some(st.pgrp) {
+                found.members.push(st.pid);
+            } else if cmd
+                .as_ref()
+                .is_some_and(|cmd| t.asks(st, &both) && t.matcher.matches(cmd))
+            {
+                found.strays.push(st.pid);
+            } else {
+                continue;
+            }
+            found.started.push((st.pid, st.start_ticks));
         }
-        out.started.push((st.pid, st.start_ticks));
     }
     cost.took = started.elapsed();
     (out, cost)
@@ -383,10 +417,21 @@ impl Tree {
 
     /// [`Tree::scanner`], also telling what the scan read and how long it took.
     fn costed_scanner(&self) -> impl FnOnce() -> (Scan, ScanCost) + Send + 'static {
-        let pgid = (!self.is_reaped()).then(|| self.pid());
-        let matcher = self.matcher.clone();
-        let born = self.born;
-        move || scan(pgid, born, &matcher)
+        let target = self.target();
+        move || {
+            let (mut found, cost) = scan_sessions(std::slice::from_ref(&target));
+            (found.pop().unwrap_or_default(), cost)
+        }
+    }
+
+    /// What a scan for this session needs, as of now (the group id only while the
+    /// leader is unreaped), for [`scan_sessions`].
+    pub(crate) fn target(&self) -> Target {
+        Target {
+            pgid: (!self.is_reaped()).then(|| self.pid()),
+            born: self.born,
+            matcher: self.matcher.clone(),
+        }
     }
 
     /// The forced kill: SIGKILL the group now, and from now on every process of the

@@ -1,18 +1,20 @@
 //! The memory budget against real Chromium: idle browsers' PSS is measured first, then a
 //! budget that fits two of them but not three makes the pool evict the least recently
 //! used idle browser (never a busy one), and `max_session_memory` retires a browser
-//! whose page grew. Same rules as `chrome.rs` (see `common/mod.rs`): one at a time,
-//! nothing left behind.
+//! whose page grew; and one round's figures (one batched call, one `/proc` scan for
+//! every session) are exactly each session's own. Same rules as `chrome.rs` (see
+//! `common/mod.rs`): one at a time, nothing left behind.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use browserpool::{EndReason, MemoryLimit, Pool, PoolConfig};
-use browserpool_chrome::{ChromeLauncher, ChromeSession};
+use browserpool::{EndReason, MemoryLimit, MemoryUsage, Pool, PoolConfig, ProcessLauncher};
+use browserpool_chrome::{procfs, ChromeLauncher, ChromeSession, SessionMatcher};
 use common::*;
 
 const MIB: u64 = 1 << 20;
@@ -202,6 +204,121 @@ async fn a_browser_whose_page_grew_past_max_session_memory_is_retired() {
     assert_eq!(pool.stats().totals.memory, 1);
     let report = pool.shutdown().await;
     assert!(report.unfinished.is_empty() && report.dirs_left.is_empty());
+    drop(pool);
+    checks.finish().await;
+}
+
+/// Which live processes are the session's, computed here independently of the launcher:
+/// its process group's live members plus every process the one matcher proves.
+fn processes_by_proof(pgid: i32, dir: &Path) -> BTreeSet<i32> {
+    let mut set: BTreeSet<i32> = procfs::live_group_members(pgid).into_iter().collect();
+    set.extend(
+        SessionMatcher::new(dir)
+            .live()
+            .into_iter()
+            .map(|(s, _)| s.pid),
+    );
+    set
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_rounds_batched_figures_are_each_sessions_own() {
+    let _serial = SERIAL.lock().await;
+    let mut checks = Checks::start();
+    let Some(launcher) = launcher_or_skip() else {
+        return;
+    };
+    let root = checks.root();
+    let pool = Pool::new(mem_config(root.path(), None, None), launcher)
+        .await
+        .unwrap();
+    checks.track_pool(&pool);
+    let mut leases = Vec::new();
+    for _ in 0..3 {
+        leases.push(pool.acquire().await.unwrap());
+    }
+    // A helper outside the second browser's process group that its matcher proves (as
+    // Chromium's crash handlers are): only the matcher can attribute it.
+    let dirs: Vec<PathBuf> = leases.iter().map(|l| pool.session_dir(l.id())).collect();
+    let mut stray = fake_stray_helper(&dirs[1]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Browsers start and stop helpers now and then: retry until the per-session figures
+    // and the independent attribution agree before and after the batched round.
+    let mut attempt = 0;
+    let (each, batched, proven) = loop {
+        attempt += 1;
+        let proven: Vec<BTreeSet<i32>> = leases
+            .iter()
+            .zip(&dirs)
+            .map(|(l, d)| processes_by_proof(l.process().pid() as i32, d))
+            .collect();
+        let mut each: Vec<MemoryUsage> = Vec::new();
+        for l in &leases {
+            each.push(pool.launcher().memory(l.process()).await.unwrap());
+        }
+        let batched = pool.memory().await;
+        let after: Vec<u32> = {
+            let mut v = Vec::new();
+            for l in &leases {
+                v.push(pool.launcher().memory(l.process()).await.unwrap().processes);
+            }
+            v
+        };
+        let counts: Vec<u32> = each.iter().map(|m| m.processes).collect();
+        let proven_counts: Vec<u32> = proven.iter().map(|s| s.len() as u32).collect();
+        if (counts == after && counts == proven_counts) || attempt == 10 {
+            break (each, batched, proven);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!(
+        "attempt {attempt}: per session {each:?}; batched {:?}",
+        batched.sessions
+    );
+
+    // One figure per session, in id order.
+    let ids: Vec<_> = batched.sessions.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, leases.iter().map(|l| l.id()).collect::<Vec<_>>());
+    // No process belongs to two sessions, and the stray is the second session's.
+    let mut all = BTreeSet::new();
+    for set in &proven {
+        assert!(set.is_disjoint(&all), "a process proven for two sessions");
+        all.extend(set.iter().copied());
+    }
+    assert!(proven[1].contains(&(stray.id() as i32)));
+    for (i, ((_, b), e)) in batched.sessions.iter().zip(&each).enumerate() {
+        // The same processes: exactly as many as the session's own call counts, and as
+        // the independent attribution proves.
+        assert_eq!(b.processes, e.processes, "session {i}: {b:?} vs {e:?}");
+        assert_eq!(
+            b.processes as usize,
+            proven[i].len(),
+            "session {i} counted {} processes, {} are proven its own: {:?}",
+            b.processes,
+            proven[i].len(),
+            proven[i]
+        );
+        // PSS moves a little between two reads (the browsers are alive).
+        let tolerance = e.pss_bytes / 10 + 2 * MIB;
+        assert!(
+            b.pss_bytes.abs_diff(e.pss_bytes) <= tolerance,
+            "session {i}: batched PSS {} vs its own {}",
+            b.pss_bytes,
+            e.pss_bytes
+        );
+        assert!(
+            b.pss_bytes > 10 * MIB && b.rss_bytes >= b.pss_bytes,
+            "{b:?}"
+        );
+    }
+    // Nothing counted twice or left out: the round counts every proven process once.
+    assert_eq!(batched.total.processes as usize, all.len());
+
+    drop(leases);
+    let report = pool.shutdown().await;
+    assert!(report.unfinished.is_empty() && report.dirs_left.is_empty());
+    assert!(was_sigkilled(&mut stray), "the stray went with its session");
     drop(pool);
     checks.finish().await;
 }

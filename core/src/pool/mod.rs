@@ -394,10 +394,12 @@ impl<L: ProcessLauncher> Pool<L> {
         }
     }
 
-    /// Memory of every live session's process tree, as the backend measures it (all
-    /// sessions at once, without holding the pool's lock). A session whose measurement
-    /// panics is left out and torn down (as crashed): the pool can no longer account for
-    /// it. With `memory_budget` or `max_session_memory` set, the pool also measures by
+    /// Memory of every live session's process tree, as the backend measures it (one
+    /// [`ProcessLauncher::memory_of_all`] call for all sessions, without holding the
+    /// pool's lock), in session id order. If that call panics, the sessions are measured
+    /// again one [`ProcessLauncher::memory`] call each, all at once; a session whose own
+    /// measurement panics is left out and torn down (as crashed): the pool can no longer
+    /// account for it. With `memory_budget` or `max_session_memory` set, the pool also measures by
     /// itself every `memory_interval` and acts on the figures (see
     /// [`PoolConfig::memory_budget`]).
     pub async fn memory(&self) -> PoolMemory {

@@ -1,18 +1,26 @@
-//! Memory measurement: one [`ProcessLauncher::memory`] call per live session, all at
-//! once, never under the pool's lock; and the sampler task that feeds a round to the
-//! machine every `memory_interval` while a memory limit is set.
+//! Memory measurement: one [`ProcessLauncher::memory_of_all`] call per round for every
+//! live session, never under the pool's lock; and the sampler task that feeds a round to
+//! the machine every `memory_interval` while a memory limit is set.
 //!
-//! Each call runs in its own task on the pool's runtime, wrapped in [`catch`]: a call
-//! that panics is counted and its session torn down as crashed (the pool can no longer
-//! account for its memory); a call still running when the round's deadline comes is
-//! abandoned (its task aborted) and that session simply has no figure this round. The
-//! sampler task itself is restarted after a panic, one interval later, so a broken
+//! The round runs in its own task on the pool's runtime, wrapped in [`catch`]:
+//! - a round still running when its deadline comes is abandoned (its task aborted) and no
+//!   session has a figure that round;
+//! - a round that panics is counted (one panic) and measured again at once, one
+//!   [`ProcessLauncher::memory`] call per session, all concurrently, each in its own task
+//!   and under the same deadline: a session whose own call panics is counted again and
+//!   torn down as crashed (the pool can no longer account for its memory), a call still
+//!   running at the deadline is abandoned and that session simply has no figure. So a
+//!   backend whose batched measurement is broken costs per-session measurements (and one
+//!   counted panic) per round, never figures, and a session that cannot be measured is
+//!   still named.
+//!
+//! The sampler task itself is restarted after a panic, one interval later, so a broken
 //! backend costs at most one round per interval and never wedges the pool.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 
 use super::exec::Inner;
 use super::supervise::catch;
@@ -22,9 +30,10 @@ use crate::session::SessionId;
 use crate::time::Timestamp;
 
 impl<L: ProcessLauncher> Inner<L> {
-    /// Measure every launched session's process tree concurrently, in id order. Calls
-    /// not finished by `deadline` are abandoned. The pool's lock is held only to list
-    /// the sessions.
+    /// Measure every launched session's process tree with one batched backend call, in
+    /// id order (results too). Not finished by `deadline`: abandoned, no figures. A
+    /// panicking batch falls back to [`Inner::measure_each`] (see the module doc). The
+    /// pool's lock is held only to list the sessions.
     pub(super) async fn measure(
         self: &Arc<Self>,
         deadline: Option<Timestamp>,
@@ -36,9 +45,50 @@ impl<L: ProcessLauncher> Inner<L> {
                 .filter_map(|(id, s)| s.process.clone().map(|p| (*id, p)))
                 .collect()
         };
-        // Started in id order, so that a deterministic runtime runs them in that order.
+        if procs.is_empty() {
+            return Vec::new();
+        }
         procs.sort_by_key(|(id, _)| *id);
+        let batch: Vec<Arc<L::Process>> = procs.iter().map(|(_, p)| p.clone()).collect();
+        let launcher = self.launcher.clone();
+        let mut call = JoinSet::new();
+        call.spawn_on(
+            catch(async move { launcher.memory_of_all(&batch).await }),
+            &self.handle,
+        );
+        let figures = match self.next_before(&mut call, deadline).await {
+            Some(Ok(Ok(figures))) => figures,
+            Some(Ok(Err(msg))) => {
+                self.note_panic("memory_of_all", None, &msg);
+                return self.measure_each(procs, deadline).await;
+            }
+            // Cancelled (the runtime is shutting down) or past the deadline.
+            Some(Err(_)) | None => return Vec::new(),
+        };
+        if figures.len() != procs.len() {
+            tracing::warn!(
+                sessions = procs.len(),
+                figures = figures.len(),
+                "memory_of_all answered a different number of figures than sessions; missing ones are read as unmeasured"
+            );
+        }
+        procs
+            .iter()
+            .zip(figures)
+            .filter_map(|((id, _), m)| m.map(|m| (*id, m)))
+            .collect()
+    }
+
+    /// Today's fallback after a panicking batch: one [`ProcessLauncher::memory`] call per
+    /// session (`procs`, in id order), each in its own task, all at once, until
+    /// `deadline`. A call that panics tears its session down as crashed.
+    async fn measure_each(
+        self: &Arc<Self>,
+        procs: Vec<(SessionId, Arc<L::Process>)>,
+        deadline: Option<Timestamp>,
+    ) -> Vec<(SessionId, MemoryUsage)> {
         let mut calls = JoinSet::new();
+        // Started in id order, so that a deterministic runtime runs them in that order.
         for (id, p) in procs {
             let launcher = self.launcher.clone();
             calls.spawn_on(
@@ -47,24 +97,11 @@ impl<L: ProcessLauncher> Inner<L> {
             );
         }
         let mut out = Vec::new();
-        loop {
-            let next = match deadline {
-                Some(at) => tokio::select! {
-                    biased;
-                    r = calls.join_next() => r,
-                    _ = self.clock.sleep_until(at) => {
-                        tracing::warn!(unfinished = calls.len(),
-                            "memory measurements still running at the end of the round; skipped");
-                        break;
-                    }
-                },
-                None => calls.join_next().await,
-            };
+        while let Some(next) = self.next_before(&mut calls, deadline).await {
             match next {
-                None => break,
-                Some(Ok((id, Ok(Some(m))))) => out.push((id, m)),
-                Some(Ok((_, Ok(None)))) | Some(Err(_)) => {}
-                Some(Ok((id, Err(msg)))) => {
+                Ok((id, Ok(Some(m)))) => out.push((id, m)),
+                Ok((_, Ok(None))) | Err(_) => {}
+                Ok((id, Err(msg))) => {
                     self.note_panic("memory", Some(id), &msg);
                     self.feed(Input::Exited {
                         id,
@@ -75,6 +112,27 @@ impl<L: ProcessLauncher> Inner<L> {
         }
         out.sort_by_key(|(id, _)| *id);
         out
+    }
+
+    /// The next of `calls` to finish, or `None` once all have or `deadline` has come
+    /// (then the unfinished ones are left to be aborted when `calls` is dropped).
+    async fn next_before<T: 'static>(
+        &self,
+        calls: &mut JoinSet<T>,
+        deadline: Option<Timestamp>,
+    ) -> Option<Result<T, JoinError>> {
+        match deadline {
+            Some(at) => tokio::select! {
+                biased;
+                r = calls.join_next() => r,
+                _ = self.clock.sleep_until(at) => {
+                    tracing::warn!(unfinished = calls.len(),
+                        "memory measurements still running at the end of the round; skipped");
+                    None
+                }
+            },
+            None => calls.join_next().await,
+        }
     }
 }
 
