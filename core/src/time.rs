@@ -208,20 +208,23 @@ impl CoarseClock {
 
     /// Move the clock forward to `now` (never backwards), keeping it armed or not.
     pub fn refresh(&self, now: Timestamp) {
-        let _ = self
-            .now_ms
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
-                Some(((cur & !ARMED).max(now.0 & !ARMED)) | (cur & ARMED))
-            });
+        self.advance(now, false);
     }
 
     /// Move the clock forward to `now` and arm it. Returns whether it was still armed
     /// from the previous call, i.e. nobody read it since.
     pub(crate) fn refresh_armed(&self, now: Timestamp) -> bool {
+        self.advance(now, true)
+    }
+
+    /// Move the clock forward to `now` (never backwards); arm it if `arm`, else keep its
+    /// flag. Returns whether it was armed before.
+    fn advance(&self, now: Timestamp, arm: bool) -> bool {
+        let set = if arm { ARMED } else { 0 };
         let prev = self
             .now_ms
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
-                Some(((cur & !ARMED).max(now.0 & !ARMED)) | ARMED)
+                Some(((cur & !ARMED).max(now.0 & !ARMED)) | (cur & ARMED) | set)
             })
             .unwrap_or_else(|cur| cur);
         prev & ARMED != 0

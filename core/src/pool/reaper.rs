@@ -9,7 +9,7 @@ use super::exec::Inner;
 use super::supervise::{catch, REAPER_RESTARTS_IN_A_ROW};
 use crate::backend::ProcessLauncher;
 use crate::config::CapacityPolicy;
-use crate::time::Timestamp;
+use crate::time::{Clock, Timestamp};
 
 /// Run the reaper, restarting it after a panic. If it panics
 /// [`REAPER_RESTARTS_IN_A_ROW`] times without completing a round in between, the
@@ -101,15 +101,10 @@ async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
         let clock = inner.clock.clone();
         // Holding the Arc while asleep is fine: dropping the Pool aborts this task.
         if !stamps_read(&inner, live, now) {
-            match next {
-                Some(at) => {
-                    tokio::select! {
-                        biased;
-                        _ = notified => {}
-                        _ = clock.sleep_until(at) => {}
-                    }
-                }
-                None => notified.await,
+            tokio::select! {
+                biased;
+                _ = notified => {}
+                _ = sleep_until_next(&*clock, next) => {}
             }
             rounds.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -134,22 +129,23 @@ async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
                 let read = inner.coarse.read();
                 tokio::pin!(read);
                 if inner.coarse.is_armed() {
-                    match next {
-                        Some(at) => tokio::select! {
-                            biased;
-                            _ = &mut notified => {}
-                            _ = &mut read => {}
-                            _ = clock.sleep_until(at) => {}
-                        },
-                        None => tokio::select! {
-                            biased;
-                            _ = &mut notified => {}
-                            _ = &mut read => {}
-                        },
+                    tokio::select! {
+                        biased;
+                        _ = &mut notified => {}
+                        _ = &mut read => {}
+                        _ = sleep_until_next(&*clock, next) => {}
                     }
                 }
                 break;
             }
         }
+    }
+}
+
+/// Sleep until `next`, or forever when there is no next deadline.
+async fn sleep_until_next(clock: &dyn Clock, next: Option<Timestamp>) {
+    match next {
+        Some(at) => clock.sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
