@@ -59,7 +59,7 @@ use browserpool::{
     Action, BackendError, DirEntryInfo, EndReason, Filesystem, MarkerLock, MarkerState,
     OsFilesystem, Pool, PoolConfig, ProfileProbe, SessionId,
 };
-use browserpool_chrome::{procfs, ChromeLauncher, ChromeSession, SessionMatcher};
+use browserpool_chrome::{procfs, ChromeLauncher, ChromeSession, ProcessModel, SessionMatcher};
 use clap::Parser;
 use support::{bare_spawn_ms, chrome_config};
 use tracing_subscriber::layer::SubscriberExt;
@@ -117,6 +117,10 @@ struct Args {
     /// `discard` than on tmpfs (such as `/dev/shm`); see the README.
     #[arg(long)]
     root_in: Option<PathBuf>,
+    /// Run every browser (and the floor's bare spawns) with `ProcessModel::Lean`:
+    /// fewer processes per browser; needs the sandbox off (as root it is).
+    #[arg(long)]
+    lean: bool,
     /// Seed of the clients' abandon decisions.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -230,6 +234,8 @@ struct Summary {
     leftover_scratch: Vec<String>,
     leftover_shm: Vec<String>,
     root: String,
+    /// `standard` or `lean` (`--lean`).
+    process_model: &'static str,
     load_avg_1m_start: f64,
     load_avg_1m_end: f64,
 }
@@ -678,7 +684,11 @@ async fn main() {
         .tempdir_in(args.root_in.clone().unwrap_or_else(std::env::temp_dir))
         .unwrap();
     let root: PathBuf = root_dir.path().to_owned();
-    let launcher = ChromeLauncher::new(chrome_config()).unwrap_or_else(|e| {
+    let mut chrome = chrome_config();
+    if args.lean {
+        chrome.process_model = ProcessModel::Lean;
+    }
+    let launcher = ChromeLauncher::new(chrome).unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(2)
     });
@@ -985,6 +995,7 @@ async fn main() {
         leftover_scratch,
         leftover_shm,
         root: root.display().to_string(),
+        process_model: if args.lean { "lean" } else { "standard" },
         load_avg_1m_start,
         load_avg_1m_end: load_avg(),
     };

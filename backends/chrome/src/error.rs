@@ -21,6 +21,11 @@ pub enum ChromeError {
         /// Where it came from (the config field or environment variable).
         source_name: String,
     },
+    /// The configuration cannot work; the message names the field and what to change.
+    /// Returned by [`ChromeLauncher::new`](crate::ChromeLauncher::new), before any
+    /// browser is started.
+    #[error("invalid ChromeConfig: {0}")]
+    InvalidConfig(String),
     /// The session has ended (reaped, evicted, crashed, destroyed...): the reason says
     /// how. Acquire a new session.
     #[error(transparent)]

@@ -19,7 +19,7 @@ use chromiumoxide::{Browser, Handler};
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use crate::config::{find_browser, ChromeConfig};
+use crate::config::{find_browser, ChromeConfig, ProcessModel, LEAN_ARGS};
 use crate::error::ChromeError;
 use crate::matcher::SessionMatcher;
 use crate::tree::{self, Tree};
@@ -180,6 +180,13 @@ impl ChromeLauncher {
         let no_sandbox = config
             .no_sandbox
             .unwrap_or_else(|| rustix::process::geteuid().is_root());
+        if config.process_model == ProcessModel::Lean && !no_sandbox {
+            return Err(ChromeError::InvalidConfig(
+                "process_model Lean needs the sandbox off (Chromium refuses --no-zygote with \
+                 its sandbox on): set no_sandbox to Some(true), or use ProcessModel::Standard"
+                    .to_owned(),
+            ));
+        }
         let interpreter = script_interpreter(&executable);
         Ok(ChromeLauncher {
             config,
@@ -224,6 +231,9 @@ impl ChromeLauncher {
             cmd.arg("--disable-dev-shm-usage");
         }
         cmd.arg(Self::user_data_dir_arg(dir));
+        if self.config.process_model == ProcessModel::Lean {
+            cmd.args(LEAN_ARGS);
+        }
         cmd.args(&self.config.args);
         let tmp = dir.join(TMP_DIR);
         let home = dir.join(HOME_DIR);
@@ -748,6 +758,64 @@ mod tests {
         let socket = format!("{dir}/tmp/org.chromium.Chromium.AbCdEf/SingletonSocket");
         assert_eq!(socket.len(), 107);
         assert_eq!(MAX_SESSION_DIR_LEN, 58);
+    }
+
+    fn args_of(config: ChromeConfig) -> Vec<String> {
+        let launcher = ChromeLauncher::new(ChromeConfig {
+            executable: Some(PathBuf::from("/bin/true")),
+            ..config
+        })
+        .unwrap();
+        launcher
+            .command(Path::new("/r/bp-abc-1"))
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_lean_model_adds_its_flags_before_the_users() {
+        let user = ChromeConfig {
+            no_sandbox: Some(true),
+            args: vec!["--enable-features=X".into()],
+            ..ChromeConfig::default()
+        };
+        let standard = args_of(user.clone());
+        assert!(LEAN_ARGS
+            .iter()
+            .all(|a| !standard.contains(&(*a).to_owned())));
+        let lean = args_of(ChromeConfig {
+            process_model: ProcessModel::Lean,
+            ..user
+        });
+        let at = |a: &str| lean.iter().position(|x| x == a).unwrap();
+        for a in LEAN_ARGS {
+            assert!(
+                at(a) > at("--no-sandbox") && at(a) < at("--enable-features=X"),
+                "{a}"
+            );
+        }
+        assert_eq!(lean.len(), standard.len() + LEAN_ARGS.len());
+    }
+
+    #[test]
+    fn the_lean_model_with_the_sandbox_on_is_refused() {
+        let err = ChromeLauncher::new(ChromeConfig {
+            executable: Some(PathBuf::from("/bin/true")),
+            no_sandbox: Some(false),
+            process_model: ProcessModel::Lean,
+            ..ChromeConfig::default()
+        })
+        .err()
+        .unwrap();
+        assert!(matches!(err, ChromeError::InvalidConfig(_)));
+        assert!(err.to_string().contains("no_sandbox"), "{err}");
+        // Sandbox off: accepted.
+        args_of(ChromeConfig {
+            no_sandbox: Some(true),
+            process_model: ProcessModel::Lean,
+            ..ChromeConfig::default()
+        });
     }
 
     #[test]

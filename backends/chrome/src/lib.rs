@@ -114,7 +114,9 @@ mod session;
 mod spawner;
 mod tree;
 
-pub use config::{find_browser, ChromeConfig, BROWSER_ENV_VARS, BROWSER_NAMES};
+pub use config::{
+    find_browser, ChromeConfig, ProcessModel, BROWSER_ENV_VARS, BROWSER_NAMES, LEAN_ARGS,
+};
 pub use error::ChromeError;
 pub use launcher::{
     parse_devtools_active_port, ChromeLauncher, ChromeProcess, BASE_ARGS, DEVTOOLS_LOST, HOME_DIR,

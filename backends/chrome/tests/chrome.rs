@@ -15,7 +15,7 @@ use browserpool::{
     AcquireError, EndReason, LaunchSpec, Pool, ProcessLauncher, SessionError, SessionId,
 };
 use browserpool_chrome::{
-    procfs, ChromeConfig, ChromeError, ChromeLauncher, ChromeSession, SessionMatcher,
+    procfs, ChromeConfig, ChromeError, ChromeLauncher, ChromeSession, ProcessModel, SessionMatcher,
     DEVTOOLS_LOST, MAX_SESSION_DIR_LEN, WRAPPER_DID_NOT_EXEC,
 };
 use common::*;
@@ -95,6 +95,76 @@ async fn launch_use_a_page_and_destroy() {
             .count(),
         0
     );
+    checks.finish().await;
+}
+
+/// `ProcessModel::Lean` runs a working browser in fewer processes: no zygote, GPU or
+/// network service process, every process still found by the matcher, and nothing left
+/// after a forced teardown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lean_process_model_runs_fewer_processes_and_leaves_nothing() {
+    let _serial = SERIAL.lock().await;
+    let mut checks = Checks::start();
+    let Some(launcher) = launcher_with(ChromeConfig {
+        no_sandbox: Some(true),
+        process_model: ProcessModel::Lean,
+        ..ChromeConfig::default()
+    }) else {
+        return;
+    };
+    let root = checks.root();
+    let pool = Pool::new(config(root.path()), launcher).await.unwrap();
+    checks.track_pool(&pool);
+    let s = ChromeSession::new(pool.acquire().await.unwrap());
+    let page = s.new_page("data:text/html,<p id=x>lean</p>").await.unwrap();
+    let text: String = page
+        .evaluate("document.querySelector('#x').textContent")
+        .await
+        .unwrap()
+        .into_value()
+        .unwrap();
+    assert_eq!(text, "lean");
+    let dir = pool.session_dir(s.id());
+    let m = SessionMatcher::new(&dir);
+    let pid = s.lease().process().pid() as i32;
+    eventually("a crash handler outside the group", || {
+        m.live().iter().any(|(st, _)| st.pgrp != pid)
+    })
+    .await;
+    let snapshot = procfs::live_processes();
+    let found: BTreeSet<i32> = m.live_in(&snapshot).iter().map(|(st, _)| st.pid).collect();
+    let group: BTreeSet<i32> = snapshot
+        .iter()
+        .filter(|(st, cmd)| st.pgrp == pid && !cmd.is_empty())
+        .map(|(st, _)| st.pid)
+        .collect();
+    assert!(group.is_subset(&found), "{group:?} / {found:?}");
+    // Browser, storage service, one renderer; two crash handlers outside the group.
+    assert!((3..=4).contains(&group.len()), "group {group:?}");
+    let titles: Vec<String> = snapshot
+        .iter()
+        .filter(|(st, _)| found.contains(&st.pid))
+        .map(|(_, cmd)| String::from_utf8_lossy(cmd).replace('\0', " "))
+        .collect();
+    for kind in [
+        "--type=zygote",
+        "--type=gpu-process",
+        "--utility-sub-type=network.mojom.NetworkService",
+    ] {
+        assert!(
+            titles.iter().all(|t| !t.contains(kind)),
+            "a {kind} process in the lean model: {titles:#?}"
+        );
+    }
+    assert!(
+        titles.iter().any(|t| t.contains("--type=renderer")),
+        "{titles:#?}"
+    );
+    pool.destroy(s.id()).await.unwrap();
+    assert!(m.live().is_empty(), "{:?}", m.live());
+    assert!(!dir.exists());
+    pool.shutdown().await;
+    drop(pool);
     checks.finish().await;
 }
 
