@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use browserpool::{CapacityPolicy, PoolConfig};
-use browserpool_chrome::ChromeConfig;
+use browserpool_chrome::{ChromeConfig, ProcessModel};
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
@@ -168,6 +168,11 @@ pub struct Cli {
     /// Allow a non-loopback --listen without --token (anyone who can reach the port gets a browser).
     #[arg(long, env = "BROWSERPOOL_INSECURE_LISTEN_ANY")]
     pub insecure_listen_any: bool,
+    /// Run each browser in 5 processes instead of 8-9 (GPU and network service inside the
+    /// browser, no zygotes): shorter teardowns and launches, less memory; a GPU or network
+    /// service crash then ends the session. Needs Chromium's sandbox off (as root it is).
+    #[arg(long, env = "BROWSERPOOL_LEAN_PROCESSES")]
+    pub lean_processes: bool,
     /// Bound on open WebSocket connections; one more gets 429. [default: 256]
     #[arg(long, env = "BROWSERPOOL_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
@@ -215,6 +220,7 @@ struct FileConfig {
     drain_timeout: Option<String>,
     log_format: Option<LogFormat>,
     insecure_listen_any: Option<bool>,
+    lean_processes: Option<bool>,
     max_connections: Option<usize>,
     max_message_size: Option<String>,
     memory_budget: Option<String>,
@@ -437,6 +443,11 @@ impl Cli {
             executable: self.chromium.or(file.chromium),
             args: chromium_args.into_iter().map(Into::into).collect(),
             launch_timeout,
+            process_model: if self.lean_processes || file.lean_processes.unwrap_or(false) {
+                ProcessModel::Lean
+            } else {
+                ProcessModel::Standard
+            },
             ..ChromeConfig::default()
         };
         Ok(Settings {
@@ -568,6 +579,26 @@ mod tests {
         let e = parse(&["--config", p]).unwrap_err();
         assert_eq!(e.flag, "config");
         assert!(e.message.contains("max-browser"), "{e}");
+    }
+
+    #[test]
+    fn lean_processes_selects_the_lean_model_from_flag_or_file() {
+        assert_eq!(
+            parse(&[]).unwrap().chrome.process_model,
+            ProcessModel::Standard
+        );
+        assert_eq!(
+            parse(&["--lean-processes"]).unwrap().chrome.process_model,
+            ProcessModel::Lean
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bp.toml");
+        std::fs::write(&path, "lean-processes = true\n").unwrap();
+        let p = path.to_str().unwrap();
+        assert_eq!(
+            parse(&["--config", p]).unwrap().chrome.process_model,
+            ProcessModel::Lean
+        );
     }
 
     #[test]

@@ -73,6 +73,9 @@ async fn run(settings: Settings) -> ExitCode {
                 "{e}; install Chromium (Debian: apt-get install chromium) or pass --chromium PATH"
             ),
         )),
+        Err(e @ ChromeError::InvalidConfig(_)) => {
+            refuse(&ConfigError::new("lean-processes", e.to_string()))
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot set up the Chromium launcher");
             return ExitCode::FAILURE;
