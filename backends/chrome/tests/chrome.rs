@@ -133,11 +133,7 @@ async fn the_lean_process_model_runs_fewer_processes_and_leaves_nothing() {
     .await;
     let snapshot = procfs::live_processes();
     let found: BTreeSet<i32> = m.live_in(&snapshot).iter().map(|(st, _)| st.pid).collect();
-    let group: BTreeSet<i32> = snapshot
-        .iter()
-        .filter(|(st, cmd)| st.pgrp == pid && !cmd.is_empty())
-        .map(|(st, _)| st.pid)
-        .collect();
+    let group = group_members(&snapshot, pid);
     assert!(group.is_subset(&found), "{group:?} / {found:?}");
     // Browser, storage service, one renderer; two crash handlers outside the group.
     assert!((3..=4).contains(&group.len()), "group {group:?}");
@@ -200,16 +196,7 @@ async fn the_matcher_finds_every_process_of_a_session_and_no_other() {
     let snapshot = procfs::live_processes();
     let found_a: BTreeSet<i32> = ma.live_in(&snapshot).iter().map(|(s, _)| s.pid).collect();
     let found_b: BTreeSet<i32> = mb.live_in(&snapshot).iter().map(|(s, _)| s.pid).collect();
-    // A process in its exit path has released its memory map, so its command line reads
-    // empty (no matcher can attribute it); it is on its way out, not a leak.
-    let group = |pgid: i32| -> BTreeSet<i32> {
-        snapshot
-            .iter()
-            .filter(|(s, cmd)| s.pgrp == pgid && !cmd.is_empty())
-            .map(|(s, _)| s.pid)
-            .collect()
-    };
-    let (group_a, group_b) = (group(pa), group(pb));
+    let (group_a, group_b) = (group_members(&snapshot, pa), group_members(&snapshot, pb));
     assert!(group_a.len() >= 5, "A's group: {group_a:?}");
     assert!(
         group_a.is_subset(&found_a),

@@ -84,6 +84,18 @@ pub async fn ended_reason<L: ProcessLauncher>(pool: &Pool<L>, id: SessionId) -> 
     }
 }
 
+/// The members of process group `pgid` in `snapshot` (from [`procfs::live_processes`])
+/// whose command line is readable. A process in its exit path has released its memory
+/// map, so its command line reads empty and no matcher can attribute it; it is on its
+/// way out, not a leak, and is left out.
+pub fn group_members(snapshot: &[(procfs::ProcStat, Vec<u8>)], pgid: i32) -> BTreeSet<i32> {
+    snapshot
+        .iter()
+        .filter(|(st, cmd)| st.pgrp == pgid && !cmd.is_empty())
+        .map(|(st, _)| st.pid)
+        .collect()
+}
+
 /// Live processes of the sessions in `dirs`, by the one matcher, from one `/proc`
 /// snapshot: `(pid, dir, proof)`.
 pub fn processes_of(dirs: &[PathBuf]) -> Vec<(i32, PathBuf, String)> {
