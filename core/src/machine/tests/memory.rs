@@ -278,7 +278,7 @@ fn rss_counts_where_pss_is_unknown() {
 
 #[test]
 fn the_estimate_is_the_median_of_a_bounded_ring_of_first_samples() {
-    let mut h = H::new(mem_cfg(64, Some(u64::MAX / 2), None));
+    let mut h = H::new(mem_cfg(64, Some(u64::MAX / 2 / MIB), None));
     assert_eq!(h.m.stats().memory_estimate, 0, "nothing measured yet");
     let mut ids = Vec::new();
     for i in 0..(FIRST_SAMPLES as u64 + 4) {
