@@ -170,13 +170,18 @@ impl Lifecycle {
     /// spares first, then least recently active) as needed. Returns whether it fits
     /// now; `false` means every remaining session is busy.
     pub(super) fn memory_admits(&mut self, now: Timestamp) -> bool {
-        while !self.memory_room_for_one() {
+        // One victim per tracked session at most (see `victim_loop_stuck`).
+        for _ in 0..=self.occupied {
+            if self.memory_room_for_one() {
+                return true;
+            }
             let Some(victim) = self.spares.take_ready().or_else(|| self.lru_idle(now)) else {
                 return false;
             };
             self.end_for_memory(now, victim, MemoryLimit::Budget);
         }
-        true
+        self.victim_loop_stuck("memory_admits");
+        self.memory_room_for_one()
     }
 
     /// The refusal owed to a request that the budget (not the count) keeps out, if that
@@ -232,7 +237,11 @@ impl Lifecycle {
         let Some(budget) = self.config.memory_budget else {
             return;
         };
-        while self.memory_projected() > budget {
+        // One victim per tracked session at most (see `victim_loop_stuck`).
+        for _ in 0..=self.occupied {
+            if self.memory_projected() <= budget {
+                return;
+            }
             if self.memory_holders() <= 1 {
                 self.totals.over_budget_with_one_session += 1;
                 tracing::warn!(
@@ -252,6 +261,7 @@ impl Lifecycle {
             };
             self.end_for_memory(now, victim, MemoryLimit::Budget);
         }
+        self.victim_loop_stuck("enforce_budget");
     }
 
     /// Tear `id` down with [`EndReason::Memory`].

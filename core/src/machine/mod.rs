@@ -1288,10 +1288,16 @@ impl Lifecycle {
             return;
         }
         let expired = IdleCutoff::new(self.idle_ms, self.grid_ms, now);
-        while let Some((key, id)) = self
-            .by_activity
-            .pop_first_if(&self.table, |key| expired.at(key))
-        {
+        // Each indexed session is taken out at most once per tick: it is torn down,
+        // handed to the retirement check, or re-armed at a key that is not past (see
+        // `victim_loop_stuck`).
+        for _ in 0..=self.by_activity.len() {
+            let Some((key, id)) = self
+                .by_activity
+                .pop_first_if(&self.table, |key| expired.at(key))
+            else {
+                return;
+            };
             let Some(h) = self.table.hot_mut(id) else {
                 continue;
             };
@@ -1319,6 +1325,27 @@ impl Lifecycle {
             }
             tracing::info!(session = %id, idle_for = ?idle_for, "reaping idle session");
             self.teardown_inline(now, id, EndReason::IdleReaped { idle_for });
+        }
+        self.victim_loop_stuck("reap_idle");
+    }
+
+    /// Called when a loop that picks sessions to end (`reap_idle`, and the memory
+    /// budget's `memory_admits` and `enforce_budget`) has run once more than there are
+    /// sessions it could end. Each of its rounds ends or re-arms one session, so that
+    /// only happens when a session it ended stayed where the loop finds it, i.e. a bug
+    /// in this machine. Without this bound such a bug would spin forever while the
+    /// pool's lock is held, hanging every caller; with it the loop stops, the event is
+    /// logged at `error`, and the session stays until the next tick looks again. Debug
+    /// builds (the tests) panic instead, so the bug cannot pass unnoticed.
+    #[cold]
+    fn victim_loop_stuck(&self, which: &'static str) {
+        tracing::error!(
+            victim_loop = which,
+            occupied = self.occupied,
+            "a loop choosing sessions to end did not finish within one round per session; stopped (a bug in browserpool)"
+        );
+        if cfg!(debug_assertions) {
+            panic!("{which}: victim loop did not finish within one round per session");
         }
     }
 
