@@ -96,6 +96,14 @@ fn ending(actions: &[Action]) -> Vec<(SessionId, EndReason)> {
 }
 
 #[test]
+fn config_is_the_configuration_the_machine_was_built_with() {
+    let c = cfg();
+    let h = H::new(c.clone());
+    assert_eq!(h.m.config(), &c);
+    assert_ne!(h.m.config(), &PoolConfig::default(), "the test config must differ");
+}
+
+#[test]
 fn acquire_launches_in_a_fresh_named_dir_and_replies_after_launched() {
     let mut h = H::new(cfg());
     let t = h.m.acquire(Timestamp(0), None);
