@@ -100,7 +100,35 @@ fn config_is_the_configuration_the_machine_was_built_with() {
     let c = cfg();
     let h = H::new(c.clone());
     assert_eq!(h.m.config(), &c);
-    assert_ne!(h.m.config(), &PoolConfig::default(), "the test config must differ");
+    assert_ne!(
+        h.m.config(),
+        &PoolConfig::default(),
+        "the test config must differ"
+    );
+}
+
+#[test]
+fn counts_and_emptiness_follow_the_sessions_and_the_waiters() {
+    let mut h = H::new(PoolConfig {
+        max_browsers: 1,
+        capacity_policy: CapacityPolicy::Wait {
+            timeout: Duration::from_secs(60),
+        },
+        ..cfg()
+    });
+    assert!(h.m.is_empty());
+    assert_eq!((h.m.live_count(), h.m.waiting_count()), (0, 0));
+    let a = h.live();
+    assert!(!h.m.is_empty(), "a live session is tracked");
+    assert_eq!((h.m.live_count(), h.m.waiting_count()), (1, 0));
+    // At capacity under `Wait`, a second request waits for the slot.
+    h.m.acquire(h.now, None);
+    assert!(h.drain().is_empty());
+    assert_eq!((h.m.live_count(), h.m.waiting_count()), (1, 1));
+    h.m.destroy(h.now, a).unwrap();
+    h.drain();
+    assert_eq!(h.m.live_count(), 0, "a stopping session is not live");
+    assert!(!h.m.is_empty());
 }
 
 #[test]
