@@ -470,7 +470,8 @@ impl Lifecycle {
         for (h, _) in self.table.iter() {
             match h.tag {
                 Tag::Launching => st.launching += 1,
-                Tag::Live if self.config.spares > 0 && self.spares.is_ready(h.id) => {}
+                // Ready spares are counted apart (none without `spares`).
+                Tag::Live if self.spares.is_ready(h.id) => {}
                 Tag::Live => {
                     st.live += 1;
                     if h.activity.is_busy() {

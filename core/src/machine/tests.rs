@@ -121,6 +121,7 @@ fn counts_and_emptiness_follow_the_sessions_and_the_waiters() {
     let a = h.live();
     assert!(!h.m.is_empty(), "a live session is tracked");
     assert_eq!((h.m.live_count(), h.m.waiting_count()), (1, 0));
+    assert_eq!((h.m.stats().occupied, h.m.stats().live), (1, 1));
     // At capacity under `Wait`, a second request waits for the slot.
     h.m.acquire(h.now, None);
     assert!(h.drain().is_empty());
@@ -129,6 +130,12 @@ fn counts_and_emptiness_follow_the_sessions_and_the_waiters() {
     h.drain();
     assert_eq!(h.m.live_count(), 0, "a stopping session is not live");
     assert!(!h.m.is_empty());
+    let st = h.m.stats();
+    assert_eq!(
+        (st.occupied, st.live, st.stopping),
+        (1, 0, 1),
+        "it keeps its slot"
+    );
 }
 
 #[test]
