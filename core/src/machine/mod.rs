@@ -602,7 +602,8 @@ impl Lifecycle {
                 self.refill(now);
                 Ok(())
             }
-            Some(Tag::Launching) => Err(SessionError::Unknown { id }),
+            // A launching session is not the client's yet: `Unknown`, as `ended_error`
+            // says for a session with no end reason.
             _ => Err(self.ended_error(id)),
         }
     }

@@ -139,6 +139,19 @@ fn counts_and_emptiness_follow_the_sessions_and_the_waiters() {
 }
 
 #[test]
+fn destroying_a_session_still_launching_is_unknown_and_changes_nothing() {
+    let mut h = H::new(cfg());
+    h.m.acquire(h.now, None);
+    let a = h.drain();
+    let Some(&Action::Launch { id, .. }) = a.first() else {
+        panic!("expected a launch, got {a:?}")
+    };
+    assert_eq!(h.m.destroy(h.now, id), Err(SessionError::Unknown { id }));
+    assert!(h.drain().is_empty());
+    assert_eq!(h.m.stats().launching, 1);
+}
+
+#[test]
 fn acquire_launches_in_a_fresh_named_dir_and_replies_after_launched() {
     let mut h = H::new(cfg());
     let t = h.m.acquire(Timestamp(0), None);
@@ -410,6 +423,12 @@ fn queue_is_bounded() {
             ticket: t,
             result: Err(AcquireError::QueueFull { max_waiters: 1 })
         }]
+    );
+    let totals = h.m.stats().totals;
+    assert_eq!(totals.rejected, 1, "a full queue is a rejection");
+    assert_eq!(
+        totals.spare_misses, 0,
+        "no spares configured, so no spare misses"
     );
 }
 
