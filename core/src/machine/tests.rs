@@ -152,6 +152,28 @@ fn destroying_a_session_still_launching_is_unknown_and_changes_nothing() {
 }
 
 #[test]
+fn every_session_has_its_own_activity_cell_past_one_chunk() {
+    // Cells are allocated in chunks; a session past the first chunk must not share a
+    // cell with an earlier one (its operations would keep the other alive, or not).
+    let n = CELLS_PER_CHUNK + 2;
+    let mut h = H::new(PoolConfig {
+        max_browsers: n,
+        ..cfg()
+    });
+    let ids: Vec<SessionId> = (0..n).map(|_| h.live()).collect();
+    for &id in &ids {
+        h.m.activity(id).unwrap().begin_op(h.now);
+    }
+    for &id in &ids {
+        assert_eq!(
+            h.m.activity(id).unwrap().in_flight(),
+            1,
+            "{id} shares a cell"
+        );
+    }
+}
+
+#[test]
 fn acquire_launches_in_a_fresh_named_dir_and_replies_after_launched() {
     let mut h = H::new(cfg());
     let t = h.m.acquire(Timestamp(0), None);
