@@ -1527,6 +1527,7 @@ impl Lifecycle {
         }
         self.check_spares()?;
         self.check_memory()?;
+        self.check_owners()?;
         if self.occupied > self.config.max_browsers {
             return Err(format!(
                 "occupied {} > max_browsers {}",
@@ -1555,6 +1556,28 @@ impl Lifecycle {
 }
 
 impl Lifecycle {
+    /// The owner index holds exactly the launching and live sessions that have an
+    /// owner, each under its owner, and no empty set: an ended session's owner is
+    /// forgotten, or the index would grow with every client a server has ever seen.
+    #[cfg(any(test, feature = "testing"))]
+    fn check_owners(&self) -> Result<(), String> {
+        use std::collections::{BTreeMap, BTreeSet};
+        let mut expected: BTreeMap<&OwnerKey, BTreeSet<SessionId>> = BTreeMap::new();
+        for (h, c) in self.table.iter() {
+            if let (Tag::Launching | Tag::Live, Some(o)) = (h.tag, &c.owner) {
+                expected.entry(o).or_default().insert(h.id);
+            }
+        }
+        let actual: BTreeMap<&OwnerKey, BTreeSet<SessionId>> =
+            self.owners.iter().map(|(o, s)| (o, s.clone())).collect();
+        if actual != expected {
+            return Err(format!(
+                "owner index {actual:?} != owned launching and live sessions {expected:?}"
+            ));
+        }
+        Ok(())
+    }
+
     /// The spares' invariants: every ready spare is live, unindexed, never used and not
     /// owned; every spare launch is launching and owes no reply; ready + launching <=
     /// `spares`; launches <= the concurrency bound; no request waits while a spare is

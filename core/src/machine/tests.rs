@@ -122,6 +122,7 @@ fn counts_and_emptiness_follow_the_sessions_and_the_waiters() {
     assert!(!h.m.is_empty(), "a live session is tracked");
     assert_eq!((h.m.live_count(), h.m.waiting_count()), (1, 0));
     assert_eq!((h.m.stats().occupied, h.m.stats().live), (1, 1));
+    assert_eq!(h.m.stats().totals.created, 1);
     // At capacity under `Wait`, a second request waits for the slot.
     h.m.acquire(h.now, None);
     assert!(h.drain().is_empty());
