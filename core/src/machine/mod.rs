@@ -949,9 +949,7 @@ impl Lifecycle {
         if e.hot.tag != Tag::Live || !matches!(e.cold.state, State::Live) {
             return;
         }
-        // Only a ready spare can be one; most pools have none, and then there is nothing
-        // to search.
-        let spare = self.spares.ready_len() > 0 && self.spares.forget(id);
+        let spare = self.spares.forget(id);
         if spare {
             tracing::info!(session = %id, reason = reason.label(), "spare ends unused");
         }

@@ -95,9 +95,11 @@ impl Spares {
         self.ready.push_back((id, now));
     }
 
-    /// `id` stops being a ready spare (teardown began); whether it was one.
+    /// `id` stops being a ready spare (teardown began); whether it was one. With no
+    /// ready spare (most pools) this is one emptiness test.
+    #[inline]
     pub(super) fn forget(&mut self, id: SessionId) -> bool {
-        remove_first(&mut self.ready, |&(s, _)| s == id)
+        !self.ready.is_empty() && remove_first(&mut self.ready, |&(s, _)| s == id)
     }
 
     /// When the oldest ready spare reaches `max_age`.
