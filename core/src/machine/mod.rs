@@ -944,11 +944,12 @@ impl Lifecycle {
         let Some(mut e) = self.table.get_mut(id) else {
             return;
         };
-        // The hot tag mirrors the state; testing the state itself tells the compiler that
-        // the state replaced below (Live) owns nothing to drop.
-        if e.hot.tag != Tag::Live || !matches!(e.cold.state, State::Live) {
+        // Testing the state itself (not the hot tag that mirrors it) tells the compiler
+        // that the state replaced below (Live) owns nothing to drop.
+        if !matches!(e.cold.state, State::Live) {
             return;
         }
+        debug_assert_eq!(e.hot.tag, Tag::Live, "the hot tag mirrors the state");
         let spare = self.spares.forget(id);
         if spare {
             tracing::info!(session = %id, reason = reason.label(), "spare ends unused");
