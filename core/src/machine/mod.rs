@@ -1062,8 +1062,8 @@ impl Lifecycle {
             wait,
         });
         // A waiter that counted on this slot must not wait for a tree that will not die:
-        // find it another victim.
-        if newly_stalled && !self.waiters.is_empty() {
+        // find it another victim (with no waiter, `make_room` has nothing to do).
+        if newly_stalled {
             self.make_room(now);
         }
     }

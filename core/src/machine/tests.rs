@@ -481,9 +481,15 @@ fn kill_escalates_and_never_forgets_a_stuck_tree() {
             wait: Duration::from_secs(5)
         }]
     );
+    assert_eq!(
+        h.m.totals().kill_stuck,
+        0,
+        "attempt 2 of 2 is not stuck yet"
+    );
     // A stale report of attempt 1 is ignored.
     assert!(h.feed(Input::KillTimedOut { id, attempt: 1 }).is_empty());
     h.feed(Input::KillTimedOut { id, attempt: 2 });
+    assert_eq!(h.m.totals().kill_stuck, 1, "past kill_attempts: stuck");
     let a = h.feed(Input::KillTimedOut { id, attempt: 3 });
     assert!(matches!(
         a[0],
@@ -493,7 +499,11 @@ fn kill_escalates_and_never_forgets_a_stuck_tree() {
             ..
         }
     ));
-    assert!(h.m.totals().kill_stuck >= 1);
+    assert_eq!(
+        h.m.totals().kill_stuck,
+        2,
+        "every attempt past the limit counts"
+    );
     assert_eq!(h.m.occupied(), 1, "a stuck tree keeps its slot");
     h.feed(Input::Gone { id });
     assert_eq!(h.m.occupied(), 0);
