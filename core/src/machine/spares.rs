@@ -96,10 +96,10 @@ impl Spares {
     }
 
     /// `id` stops being a ready spare (teardown began); whether it was one. With no
-    /// ready spare (most pools) this is one emptiness test.
+    /// ready spare (most pools) the search ends at once.
     #[inline]
     pub(super) fn forget(&mut self, id: SessionId) -> bool {
-        !self.ready.is_empty() && remove_first(&mut self.ready, |&(s, _)| s == id)
+        remove_first(&mut self.ready, |&(s, _)| s == id)
     }
 
     /// When the oldest ready spare reaches `max_age`.
