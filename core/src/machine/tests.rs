@@ -1117,5 +1117,125 @@ fn reclaim_cancels_a_pending_release() {
     assert!(!h.m.reclaim(SessionId(99)), "unknown id");
 }
 
+/// Under `EvictLru`, a request whose deadline comes while its victim is still dying gets
+/// one extension of a whole kill budget (and is served when the victim is gone); at the
+/// extended deadline it is refused, whatever the victim is doing.
+#[test]
+fn a_waiter_whose_victim_is_still_dying_gets_one_extension() {
+    let c = PoolConfig {
+        max_browsers: 1,
+        acquire_timeout: Duration::from_secs(1),
+        kill_grace: Duration::from_secs(3),
+        ..cfg()
+    };
+    let extra = c.kill_grace + c.kill_timeout * c.kill_attempts;
+    for victim_dies in [true, false] {
+        let mut h = H::new(c.clone());
+        let a = h.live();
+        h.at(S);
+        let t = h.m.acquire(h.now, None);
+        assert_eq!(ending(&h.drain()), vec![(a, EndReason::Evicted)]);
+        // The acquire deadline comes while a is still being killed: extended, not refused.
+        h.at(2 * S);
+        let acts = h.tick();
+        assert!(
+            !acts.iter().any(|x| matches!(x, Action::Reply { .. })),
+            "{acts:?}"
+        );
+        assert_eq!(h.m.stats().waiting, 1);
+        if victim_dies {
+            h.at(3 * S);
+            let acts = h.feed(Input::Gone { id: a });
+            let new = acts
+                .iter()
+                .find_map(|x| match x {
+                    Action::Launch { id, .. } => Some(*id),
+                    _ => None,
+                })
+                .expect("a's slot goes to the waiter");
+            assert!(h
+                .feed(Input::Launched { id: new })
+                .contains(&Action::Reply {
+                    ticket: t,
+                    result: Ok(new)
+                }));
+            assert_eq!(h.m.totals().wait_timeouts, 0);
+        } else {
+            // Just before the extended deadline: still waiting.
+            h.at((2 * S + extra.as_millis() as u64) - 1);
+            assert!(!h.tick().iter().any(|x| matches!(x, Action::Reply { .. })));
+            // At it: refused once, although a is still stopping (one extension only).
+            h.at(2 * S + extra.as_millis() as u64);
+            let acts = h.tick();
+            assert!(
+                acts.contains(&Action::Reply {
+                    ticket: t,
+                    result: Err(AcquireError::WaitTimedOut {
+                        waited: Duration::from_secs(1) + extra
+                    })
+                }),
+                "{acts:?}"
+            );
+            assert_eq!(h.m.stats().waiting, 0);
+            assert_eq!(h.m.totals().wait_timeouts, 1);
+        }
+        h.m.check_invariants().unwrap();
+    }
+}
+
+/// Without a victim on its way or an idle session to evict, a waiter under `EvictLru`
+/// is refused at its deadline (no extension); during shutdown it is refused at once.
+#[test]
+fn a_waiter_with_nothing_to_evict_is_not_extended() {
+    let mut h = H::new(PoolConfig {
+        max_browsers: 1,
+        acquire_timeout: Duration::from_secs(1),
+        ..cfg()
+    });
+    let a = h.live();
+    h.m.activity(a).unwrap().begin_op(Timestamp(0));
+    let t = h.m.acquire(h.now, None);
+    assert!(h.drain().is_empty());
+    h.at(S);
+    assert!(h.tick().contains(&Action::Reply {
+        ticket: t,
+        result: Err(AcquireError::WaitTimedOut {
+            waited: Duration::from_secs(1)
+        })
+    }));
+}
+
+/// During shutdown, a directory that cannot be removed is retried a bounded number of
+/// times (so that shutdown ends), then left and reported.
+#[test]
+fn shutdown_retries_a_failed_removal_three_times_then_gives_up() {
+    let mut h = H::new(cfg());
+    let id = h.live();
+    h.m.shutdown(h.now);
+    h.drain();
+    h.feed(Input::Gone { id });
+    let err = BackendError::new("remove", BackendErrorKind::Busy, "busy");
+    let mut attempts = vec![1];
+    for _ in 0..10 {
+        h.feed(Input::RemoveFailed {
+            id,
+            error: err.clone(),
+        });
+        let Some(at) = h.m.poll_timeout() else {
+            break;
+        };
+        h.at(at.0);
+        for a in h.tick() {
+            if let Action::RemoveDir { id: r, attempt, .. } = a {
+                assert_eq!(r, id);
+                attempts.push(attempt);
+            }
+        }
+    }
+    assert_eq!(attempts, vec![1, 2, 3], "three attempts during shutdown");
+    assert_eq!(h.m.phase(id), Some(Phase::Removing));
+    assert_eq!(h.m.totals().remove_failures, 1);
+}
+
 mod memory;
 mod spares;
