@@ -1184,7 +1184,7 @@ fn a_waiter_whose_victim_is_still_dying_gets_one_extension() {
 }
 
 /// Without a victim on its way or an idle session to evict, a waiter under `EvictLru`
-/// is refused at its deadline (no extension); during shutdown it is refused at once.
+/// is refused at its deadline (no extension).
 #[test]
 fn a_waiter_with_nothing_to_evict_is_not_extended() {
     let mut h = H::new(PoolConfig {
