@@ -63,6 +63,24 @@ impl H {
         );
         id
     }
+    /// `acts` start a launch for waiting request `t`: complete it and check that `t` is
+    /// answered with the new session, which is returned.
+    fn serve(&mut self, acts: &[Action], t: Ticket, why: &str) -> SessionId {
+        let new = acts
+            .iter()
+            .find_map(|x| match x {
+                Action::Launch { id, .. } => Some(*id),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{why}: no launch in {acts:?}"));
+        assert!(self
+            .feed(Input::Launched { id: new })
+            .contains(&Action::Reply {
+                ticket: t,
+                result: Ok(new)
+            }));
+        new
+    }
     /// Complete a teardown that has just been started; returns its reason.
     fn complete(&mut self, actions: &[Action], id: SessionId) -> EndReason {
         assert!(
@@ -296,18 +314,7 @@ fn evict_lru_picks_least_recent_idle_session_and_launches_after_it_is_gone() {
         "the victim counts until its processes are gone"
     );
     let acts = h.feed(Input::Gone { id: b });
-    let new = acts
-        .iter()
-        .find_map(|x| match x {
-            Action::Launch { id, .. } => Some(*id),
-            _ => None,
-        })
-        .expect("launch after the victim is gone");
-    let acts = h.feed(Input::Launched { id: new });
-    assert!(acts.contains(&Action::Reply {
-        ticket: t,
-        result: Ok(new)
-    }));
+    h.serve(&acts, t, "launch after the victim is gone");
     assert_eq!(h.m.totals().evicted, 1);
 }
 
@@ -981,19 +988,7 @@ fn a_waiter_whose_victim_will_not_die_gets_another_victim() {
     let acts = h.feed(Input::KillTimedOut { id: a, attempt: 1 });
     assert_eq!(ending(&acts), vec![(b, EndReason::Evicted)]);
     let acts = h.feed(Input::Gone { id: b });
-    let new = acts
-        .iter()
-        .find_map(|x| match x {
-            Action::Launch { id, .. } => Some(*id),
-            _ => None,
-        })
-        .expect("the waiter is served by b's slot");
-    assert!(h
-        .feed(Input::Launched { id: new })
-        .contains(&Action::Reply {
-            ticket: t,
-            result: Ok(new)
-        }));
+    h.serve(&acts, t, "the waiter is served by b's slot");
     assert_eq!(h.m.occupied(), 2, "a still counts until its tree is gone");
     h.m.check_invariants().unwrap();
 }
@@ -1146,19 +1141,7 @@ fn a_waiter_whose_victim_is_still_dying_gets_one_extension() {
         if victim_dies {
             h.at(3 * S);
             let acts = h.feed(Input::Gone { id: a });
-            let new = acts
-                .iter()
-                .find_map(|x| match x {
-                    Action::Launch { id, .. } => Some(*id),
-                    _ => None,
-                })
-                .expect("a's slot goes to the waiter");
-            assert!(h
-                .feed(Input::Launched { id: new })
-                .contains(&Action::Reply {
-                    ticket: t,
-                    result: Ok(new)
-                }));
+            h.serve(&acts, t, "a's slot goes to the waiter");
             assert_eq!(h.m.totals().wait_timeouts, 0);
         } else {
             // Just before the extended deadline: still waiting.
