@@ -1166,28 +1166,6 @@ fn a_waiter_whose_victim_is_still_dying_gets_one_extension() {
     }
 }
 
-/// Without a victim on its way or an idle session to evict, a waiter under `EvictLru`
-/// is refused at its deadline (no extension).
-#[test]
-fn a_waiter_with_nothing_to_evict_is_not_extended() {
-    let mut h = H::new(PoolConfig {
-        max_browsers: 1,
-        acquire_timeout: Duration::from_secs(1),
-        ..cfg()
-    });
-    let a = h.live();
-    h.m.activity(a).unwrap().begin_op(Timestamp(0));
-    let t = h.m.acquire(h.now, None);
-    assert!(h.drain().is_empty());
-    h.at(S);
-    assert!(h.tick().contains(&Action::Reply {
-        ticket: t,
-        result: Err(AcquireError::WaitTimedOut {
-            waited: Duration::from_secs(1)
-        })
-    }));
-}
-
 /// During shutdown, a directory that cannot be removed is retried a bounded number of
 /// times (so that shutdown ends), then left and reported.
 #[test]
