@@ -25,8 +25,7 @@ fn cfg(root: &Path) -> PoolConfig {
         .with_legacy(vec![LegacyPattern::uuid("bpx-")])
 }
 
-mod common;
-use common::pool;
+use crate::common::pool;
 
 /// Set the modification time of `path` itself (not following a symlink) to `ago` before
 /// now.

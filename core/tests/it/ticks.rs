@@ -9,8 +9,7 @@ use std::time::Duration;
 use browserpool::testing::{FakeClock, FakeLauncher};
 use browserpool::{EndReason, Pool, PoolConfig};
 
-mod common;
-use common::{ended, settle};
+use crate::common::{ended, settle};
 
 const MIN: Duration = Duration::from_secs(60);
 

@@ -13,8 +13,7 @@ use browserpool::{
     SessionError, SessionId,
 };
 
-mod common;
-use common::{cfg, ended, entries, pool, session_dirs, settle};
+use crate::common::{cfg, ended, entries, pool, session_dirs, settle};
 
 #[tokio::test(start_paused = true)]
 async fn idle_session_is_reaped_with_its_processes_and_directory() {

@@ -13,8 +13,7 @@ use browserpool::{
     TokioClock,
 };
 
-mod common;
-use common::{ended, settle};
+use crate::common::{ended, settle};
 
 fn cfg() -> PoolConfig {
     PoolConfig::default()

@@ -11,15 +11,16 @@ use browserpool::{ConfigError, EndReason, Pool, PoolConfig, PoolError, RetireCau
 
 const LAUNCH: Duration = Duration::from_secs(1);
 
-mod common;
-use common::session_dirs;
+use crate::common::session_dirs;
 
 fn cfg(root: &Path, spares: usize) -> PoolConfig {
-    common::cfg(root).with_max_browsers(3).with_spares(spares)
+    crate::common::cfg(root)
+        .with_max_browsers(3)
+        .with_spares(spares)
 }
 
 async fn pool(config: PoolConfig) -> (Pool<FakeLauncher>, FakeLauncher) {
-    common::pool_with_delay(config, LAUNCH).await
+    crate::common::pool_with_delay(config, LAUNCH).await
 }
 
 fn launches(l: &FakeLauncher) -> u64 {
