@@ -1306,10 +1306,13 @@ impl Lifecycle {
             let a = &h.activity;
             let real = a.last_active();
             // A busy session is re-armed as if active now; once its operation ends its
-            // stamp is at least `now`, so the LRU order stays sound.
+            // stamp is at least `now`, so the LRU order stays sound. One touched since its
+            // key was recorded is re-armed at its real stamp unless that is past too
+            // (`expired.at` is monotone and holds for `key`, so a real stamp not past is
+            // necessarily newer than `key`).
             let rekey = if a.is_busy() {
                 Some(now.max(real))
-            } else if real > key && !expired.at(real) {
+            } else if !expired.at(real) {
                 Some(real)
             } else {
                 None
