@@ -1198,5 +1198,16 @@ fn shutdown_retries_a_failed_removal_three_times_then_gives_up() {
     assert_eq!(h.m.totals().remove_failures, 1);
 }
 
+/// The guard a victim loop calls when it ran past its bound (a bug in the machine):
+/// debug builds (the tests) panic so the bug cannot pass, release builds log and go on.
+#[test]
+fn a_victim_loop_past_its_bound_panics_in_debug_builds_only() {
+    let h = H::new(cfg());
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        h.m.victim_loop_stuck("reap_idle")
+    }));
+    assert_eq!(r.is_err(), cfg!(debug_assertions));
+}
+
 mod memory;
 mod spares;
