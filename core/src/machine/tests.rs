@@ -1209,5 +1209,31 @@ fn a_victim_loop_past_its_bound_panics_in_debug_builds_only() {
     assert_eq!(r.is_err(), cfg!(debug_assertions));
 }
 
+/// A victim already on its way counts for one waiter: a second request evicts one more
+/// session, not two.
+#[test]
+fn each_waiter_gets_one_victim_and_no_more() {
+    let mut h = H::new(PoolConfig {
+        max_browsers: 3,
+        ..cfg()
+    });
+    let a = h.live();
+    h.at(S);
+    let b = h.live();
+    h.at(2 * S);
+    let c = h.live();
+    h.at(3 * S);
+    h.m.acquire(h.now, None);
+    assert_eq!(ending(&h.drain()), vec![(a, EndReason::Evicted)]);
+    h.m.acquire(h.now, None);
+    assert_eq!(ending(&h.drain()), vec![(b, EndReason::Evicted)]);
+    assert_eq!(h.m.phase(c), Some(Phase::Live));
+    // A recheck while both victims are still dying evicts nobody either.
+    h.at(4 * S);
+    assert!(ending(&h.tick()).is_empty());
+    assert_eq!(h.m.phase(c), Some(Phase::Live));
+    assert_eq!(h.m.totals().evicted, 2);
+}
+
 mod memory;
 mod spares;
