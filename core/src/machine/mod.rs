@@ -531,8 +531,7 @@ impl Lifecycle {
         }
         if self.config.spares > 0 {
             if let Some(id) = self.spares.take_ready() {
-                // Ready spares and waiters never coexist: a spare that comes up while
-                // requests wait goes to the first of them.
+                // Ready spares and waiters never coexist (see `on_spare_launched`).
                 self.totals.spare_hits += 1;
                 self.hand_out(now, ticket, owner, id);
                 self.refill(now);
@@ -1293,7 +1292,7 @@ impl Lifecycle {
         // handed to the retirement check, or re-armed at a key that is not past (see
         // `victim_loop_stuck`).
         for _ in 0..=self.by_activity.len() {
-            let Some((key, id)) = self
+            let Some((_, id)) = self
                 .by_activity
                 .pop_first_if(&self.table, |key| expired.at(key))
             else {
@@ -1403,14 +1402,9 @@ impl Lifecycle {
         None
     }
 
+    /// Launch for waiting requests while slots (and memory) allow. No spare is ready or
+    /// launching while requests wait (`check_spares`), so there is none to hand out here.
     fn serve_waiters(&mut self, now: Timestamp) {
-        while !self.waiters.is_empty() && self.spares.ready_len() > 0 {
-            let (Some(w), Some(id)) = (self.waiters.pop_front(), self.spares.take_ready()) else {
-                break;
-            };
-            self.timers.remove(w.deadline, Timer::Waiter(w.ticket));
-            self.hand_out(now, w.ticket, w.owner, id);
-        }
         while self.occupied < self.config.max_browsers && !self.waiters.is_empty() {
             if !self.memory_admits(now) {
                 // Kept out by memory with every session busy: look again next tick.
@@ -1494,8 +1488,10 @@ impl Lifecycle {
         tracing::debug!(session = %id, "request takes over a spare launch");
     }
 
-    /// Spare launch `id` is up: it goes to the first waiting request if there is one
-    /// (never-used either way), else it waits as a ready spare.
+    /// Spare launch `id` is up: it waits as a ready spare. No request can be waiting: a
+    /// spare launch starts only while none waits (`refill_due`), and the first request
+    /// that comes while it is in flight takes it over (`acquire`), so later ones queue
+    /// only once no spare launch is left (`check_spares` holds this after every input).
     fn on_spare_launched(&mut self, now: Timestamp, id: SessionId) {
         self.spares.launch_succeeded();
         if self.go_live(now, id).is_none() {
@@ -1504,8 +1500,6 @@ impl Lifecycle {
         self.spares.push_ready(id, now);
         if self.shutting_down {
             self.teardown(now, id, EndReason::Shutdown);
-        } else {
-            self.serve_waiters(now);
         }
     }
 
@@ -1614,9 +1608,9 @@ impl Lifecycle {
         if launching > PoolConfig::SPARE_LAUNCH_CONCURRENCY {
             return Err(format!("{launching} spare launches in flight"));
         }
-        if ready > 0 && !self.waiters.is_empty() {
+        if ready + launching > 0 && !self.waiters.is_empty() {
             return Err(format!(
-                "{ready} spares ready while {} requests wait",
+                "{ready} spares ready and {launching} launching while {} requests wait",
                 self.waiters.len()
             ));
         }
