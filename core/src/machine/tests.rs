@@ -1228,7 +1228,10 @@ fn each_waiter_gets_one_victim_and_no_more() {
     h.m.acquire(h.now, None);
     assert_eq!(ending(&h.drain()), vec![(b, EndReason::Evicted)]);
     assert_eq!(h.m.phase(c), Some(Phase::Live));
-    // A recheck while both victims are still dying evicts nobody either.
+    // Every waiter has its victim: no recheck at the next tick (c's idle deadline, 12 s,
+    // is the next thing due).
+    assert_eq!(h.m.poll_timeout(), Some(Timestamp(12 * S)));
+    // A tick while both victims are still dying evicts nobody either.
     h.at(4 * S);
     assert!(ending(&h.tick()).is_empty());
     assert_eq!(h.m.phase(c), Some(Phase::Live));
