@@ -1449,12 +1449,22 @@ impl Lifecycle {
         if self.config.spares == 0 {
             return;
         }
-        while self.refill_due().is_some_and(|at| at <= now) {
+        // Each launch counts against `SPARE_LAUNCH_CONCURRENCY`, so `refill_due` is false
+        // after that many. The bound makes a bug there fail (the assertion below, and
+        // `check_spares`) instead of launching forever under the pool's lock.
+        for _ in 0..PoolConfig::SPARE_LAUNCH_CONCURRENCY {
+            if self.refill_due().is_none_or(|at| at > now) {
+                return;
+            }
             let id = self.start_launch(now, SPARE_TICKET, true, None);
             self.spares.launch_started(id);
             self.totals.spare_launches += 1;
             tracing::debug!(session = %id, "launching a spare");
         }
+        debug_assert!(
+            self.refill_due().is_none_or(|at| at > now),
+            "refill: a spare launch is still due after SPARE_LAUNCH_CONCURRENCY launches"
+        );
     }
 
     /// Give ready spare `id` (never handed out before) to the request `ticket`: from now
