@@ -1238,5 +1238,55 @@ fn each_waiter_gets_one_victim_and_no_more() {
     assert_eq!(h.m.totals().evicted, 2);
 }
 
+/// `check_invariants` is the oracle of the proptests and the simulation: each of its
+/// checks must fire when what it checks is broken (here by hand, on a copy of a sound
+/// machine), or a bug it should catch would pass.
+#[test]
+fn check_invariants_fires_on_each_broken_count() {
+    fn sound() -> H {
+        let mut h = H::new(PoolConfig {
+            max_browsers: 3,
+            ..cfg()
+        });
+        h.m.acquire(h.now, Some(OwnerKey::new("o")));
+        let acts = h.drain();
+        let Some(Action::Launch { id, .. }) = acts.first() else {
+            panic!("{acts:?}")
+        };
+        let id = *id;
+        h.feed(Input::Launched { id });
+        h.live();
+        h.m.check_invariants().unwrap();
+        h
+    }
+    type Break = fn(&mut Lifecycle);
+    let cases: [(&str, Break, &str); 7] = [
+        ("occupied", |m| m.occupied += 1, "occupied"),
+        ("stopping", |m| m.stopping += 1, "counters drifted"),
+        ("launching", |m| m.launching += 1, "counters drifted"),
+        ("stalled", |m| m.stalled += 1, "counters drifted"),
+        (
+            "max_browsers",
+            |m| m.config.max_browsers = 1,
+            "max_browsers",
+        ),
+        ("owners", |m| m.owners.clear(), "owner index"),
+        (
+            "index",
+            |m| {
+                let id = m.tracked_ids()[0];
+                m.unindex(id);
+            },
+            "activity index",
+        ),
+    ];
+    for (what, break_it, says) in cases {
+        let mut h = sound();
+        break_it(&mut h.m);
+        let err = h.m.check_invariants().expect_err(what);
+        assert!(err.contains(says), "{what}: {err}");
+    }
+}
+
 mod memory;
 mod spares;
