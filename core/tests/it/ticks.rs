@@ -95,3 +95,26 @@ async fn a_session_in_use_keeps_the_clock_within_a_tick() {
         EndReason::IdleReaped { .. }
     ));
 }
+
+/// While a client reads the coarse clock within every tick, the reaper ticks once per
+/// tick without parking in between: a reaper that parked after each tick and was woken
+/// by the next read would sleep twice per tick and take the pool's lock each time.
+#[tokio::test(start_paused = true)]
+async fn a_steadily_read_clock_costs_one_reaper_sleep_per_tick() {
+    let root = tempfile::tempdir().unwrap();
+    let (pool, clock) = pool(root.path()).await;
+    let lease = pool.acquire().await.unwrap();
+    settle().await;
+    let before = clock.sleeps.load(Ordering::Relaxed);
+    // 100 s of a touch every 300 ms (100 ticks of 1 s).
+    for _ in 0..(100 * 10 / 3) {
+        lease.touch();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let sleeps = clock.sleeps.load(Ordering::Relaxed) - before;
+    assert!(
+        (90..=110).contains(&sleeps),
+        "the reaper slept {sleeps} times in 100 ticks of steady use"
+    );
+    assert!(pool.session(lease.id()).is_ok());
+}
