@@ -1288,5 +1288,53 @@ fn check_invariants_fires_on_each_broken_count() {
     }
 }
 
+/// The same for the spares' checks, on a sound machine with one ready spare.
+#[test]
+fn check_invariants_fires_on_each_broken_spare_rule() {
+    fn sound() -> (H, SessionId) {
+        let mut h = H::new(PoolConfig {
+            max_browsers: 3,
+            spares: 1,
+            ..cfg()
+        });
+        h.tick();
+        let spare = h.m.tracked_ids()[0];
+        assert_eq!(h.m.phase(spare), Some(Phase::Launching));
+        h.feed(Input::Launched { id: spare });
+        assert_eq!(h.m.stats().spares_ready, 1);
+        h.m.check_invariants().unwrap();
+        (h, spare)
+    }
+    type Break = fn(&mut Lifecycle, SessionId);
+    let cases: [(&str, Break, &str); 4] = [
+        ("spares", |m, _| m.config.spares = 0, "> spares"),
+        ("indexed", |m, id| m.index(id, Timestamp(0)), "ready spare"),
+        (
+            "used",
+            |m, id| m.table.hot(id).unwrap().activity.begin_op(Timestamp(0)),
+            "was used or owned",
+        ),
+        (
+            "waiter",
+            |m, _| {
+                m.waiters.push_back(Waiter {
+                    ticket: Ticket(99),
+                    owner: None,
+                    deadline: Timestamp::MAX,
+                    since: Timestamp(0),
+                    extended: false,
+                })
+            },
+            "while",
+        ),
+    ];
+    for (what, break_it, says) in cases {
+        let (mut h, spare) = sound();
+        break_it(&mut h.m, spare);
+        let err = h.m.check_invariants().expect_err(what);
+        assert!(err.contains(says), "{what}: {err}");
+    }
+}
+
 mod memory;
 mod spares;
