@@ -239,3 +239,31 @@ async fn a_round_unfinished_at_its_deadline_is_abandoned_and_the_pool_goes_on() 
     drop(b);
     pool.shutdown().await;
 }
+
+/// A backend whose `memory_of_all` answers fewer figures than it was asked for: the
+/// sessions it left out read as unmeasured, and the operator is told (a `warn` event).
+#[tokio::test(start_paused = true)]
+async fn a_backend_that_miscounts_memory_figures_is_survived_and_reported() {
+    let (_guard, logs) = crate::common::capture_warnings();
+    let root = tempfile::tempdir().unwrap();
+    let (pool, launcher) = pool(cfg(root.path(), None, None)).await;
+    let a = pool.acquire().await.unwrap();
+    let b = pool.acquire().await.unwrap();
+    let m = pool.memory().await;
+    assert_eq!(m.sessions.len(), 2);
+    assert!(!crate::common::captured(&logs).contains("different number of figures"));
+    launcher.short_memory_answers.store(true, Ordering::Relaxed);
+    let m = pool.memory().await;
+    assert_eq!(
+        m.sessions.len(),
+        1,
+        "the session left out reads as unmeasured"
+    );
+    let logs = crate::common::captured(&logs);
+    assert!(
+        logs.contains("WARN") && logs.contains("different number of figures"),
+        "{logs}"
+    );
+    drop((a, b));
+    pool.shutdown().await;
+}

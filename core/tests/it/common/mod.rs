@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use browserpool::testing::FakeLauncher;
@@ -68,5 +69,36 @@ pub fn ended(r: Result<impl std::fmt::Debug, SessionError>) -> EndReason {
     match r {
         Err(SessionError::Ended { reason, .. }) => reason,
         other => panic!("expected Ended, got {other:?}"),
+    }
+}
+
+/// Log events at `warn` and above, as text, for as long as the guard lives (on this
+/// thread: a `start_paused` test's runtime runs the pool's tasks on it too).
+pub fn capture_warnings() -> (tracing::subscriber::DefaultGuard, Arc<Mutex<Vec<u8>>>) {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let sink = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .without_time()
+        .with_writer(move || Sink(sink.clone()))
+        .finish();
+    (tracing::subscriber::set_default(subscriber), buf)
+}
+
+/// The text captured so far by [`capture_warnings`].
+pub fn captured(buf: &Mutex<Vec<u8>>) -> String {
+    String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
