@@ -1288,10 +1288,11 @@ fn check_invariants_fires_on_each_broken_count() {
     }
 }
 
-/// The same for the spares' checks, on a sound machine with one ready spare.
+/// The same for the spares' checks, on a sound machine with one spare, launched (ready)
+/// or still launching.
 #[test]
 fn check_invariants_fires_on_each_broken_spare_rule() {
-    fn sound() -> (H, SessionId) {
+    fn sound(launched: bool) -> (H, SessionId) {
         let mut h = H::new(PoolConfig {
             max_browsers: 3,
             spares: 1,
@@ -1300,22 +1301,58 @@ fn check_invariants_fires_on_each_broken_spare_rule() {
         h.tick();
         let spare = h.m.tracked_ids()[0];
         assert_eq!(h.m.phase(spare), Some(Phase::Launching));
-        h.feed(Input::Launched { id: spare });
-        assert_eq!(h.m.stats().spares_ready, 1);
+        if launched {
+            h.feed(Input::Launched { id: spare });
+            assert_eq!(h.m.stats().spares_ready, 1);
+        }
         h.m.check_invariants().unwrap();
         (h, spare)
     }
     type Break = fn(&mut Lifecycle, SessionId);
-    let cases: [(&str, Break, &str); 4] = [
-        ("spares", |m, _| m.config.spares = 0, "> spares"),
-        ("indexed", |m, id| m.index(id, Timestamp(0)), "ready spare"),
+    let cases: [(&str, bool, Break, &str); 7] = [
+        ("spares", true, |m, _| m.config.spares = 0, "> spares"),
+        (
+            "indexed",
+            true,
+            |m, id| m.index(id, Timestamp(0)),
+            "ready spare",
+        ),
         (
             "used",
+            true,
+            |m, id| {
+                let a = &m.table.hot(id).unwrap().activity;
+                a.begin_op(Timestamp(0));
+                a.end_op(Timestamp(0));
+            },
+            "was used or owned",
+        ),
+        (
+            "busy",
+            true,
             |m, id| m.table.hot(id).unwrap().activity.begin_op(Timestamp(0)),
             "was used or owned",
         ),
         (
+            "owned",
+            true,
+            |m, id| m.table.get_mut(id).unwrap().cold.owner = Some(OwnerKey::new("o")),
+            "was used or owned",
+        ),
+        (
+            "adopted",
+            false,
+            |m, id| {
+                m.table.get_mut(id).unwrap().cold.state = State::Launching {
+                    ticket: Ticket(7),
+                    cancelled: false,
+                }
+            },
+            "not a launch for nobody",
+        ),
+        (
             "waiter",
+            true,
             |m, _| {
                 m.waiters.push_back(Waiter {
                     ticket: Ticket(99),
@@ -1328,8 +1365,8 @@ fn check_invariants_fires_on_each_broken_spare_rule() {
             "while",
         ),
     ];
-    for (what, break_it, says) in cases {
-        let (mut h, spare) = sound();
+    for (what, launched, break_it, says) in cases {
+        let (mut h, spare) = sound(launched);
         break_it(&mut h.m, spare);
         let err = h.m.check_invariants().expect_err(what);
         assert!(err.contains(says), "{what}: {err}");
