@@ -290,8 +290,20 @@ impl<L: ProcessLauncher> Pool<L> {
         let id = result?;
         self.session(id).map_err(|e| match e {
             SessionError::Ended { id, reason } => AcquireError::EndedBeforeHandout { id, reason },
-            SessionError::PoolUnhealthy { reason, .. } => AcquireError::Unhealthy { reason },
-            _ => AcquireError::ShuttingDown,
+            other => {
+                // The session is live but no lease on it will ever exist: tear it down
+                // now rather than leave it to a reaper that may be gone.
+                let now = self.inner.now();
+                let mut st = self.inner.lock();
+                let _ = st.machine.destroy(now, id);
+                self.inner.dispatch(st);
+                match other {
+                    SessionError::PoolUnhealthy { reason, .. } => {
+                        AcquireError::Unhealthy { reason }
+                    }
+                    _ => AcquireError::ShuttingDown,
+                }
+            }
         })
     }
 

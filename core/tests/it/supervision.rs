@@ -482,3 +482,34 @@ async fn a_reaper_that_always_panics_makes_the_pool_unhealthy_and_it_says_so() {
     h.pool.destroy(lease.id()).await.unwrap();
     h.clean();
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_acquire_served_after_the_pool_turned_unhealthy_says_so_and_leaks_nothing() {
+    let clock = Arc::new(FakeClock::new());
+    let h = harness_with(cfg(), clock.clone()).await;
+    // A live session keeps the reaper sleeping on the clock (with none it parks).
+    let first = h.pool.acquire().await.unwrap();
+    settle().await;
+    h.launcher.set_launch_delay(Duration::from_secs(5));
+    let mut acquire = Box::pin(h.pool.acquire());
+    assert!(futures_poll_once(&mut acquire).await.is_none(), "launching");
+    // Let the launch worker start (and start its launch timeout on the clock).
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The reaper dies for good while the launch is under way.
+    clock.panic_next_sleeps.store(u32::MAX, Ordering::Release);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(h.pool.stats().unhealthy.is_some());
+    assert_eq!(h.pool.stats().launching, 1, "{:?}", h.pool.stats());
+    // The launch completes and the session is handed to the request, which is told the
+    // pool is unhealthy (as a later `session()` call would be), and the session it will
+    // never get a lease on is torn down instead of waiting for a reaper that is gone.
+    assert!(matches!(
+        acquire.await,
+        Err(AcquireError::Unhealthy { reason }) if reason.contains("reaper")
+    ));
+    settle().await;
+    assert_eq!(h.launcher.alive(), vec![first.id()]);
+    clock.panic_next_sleeps.store(0, Ordering::Release);
+    h.pool.destroy(first.id()).await.unwrap();
+    h.clean();
+}
