@@ -197,6 +197,54 @@ async fn released_owner_sessions_go_after_grace_unless_used() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_reclaimed_session_outlives_its_owners_release() {
+    let root = tempfile::tempdir().unwrap();
+    let (pool, launcher) = pool(cfg(root.path()).with_max_browsers(3)).await;
+    let conn = OwnerKey::new("conn-1");
+    let a = pool.acquire_for(conn.clone()).await.unwrap();
+    let b = pool.acquire_for(conn.clone()).await.unwrap();
+    let c = pool.acquire().await.unwrap();
+    assert!(!pool.reclaim(a.id()), "nothing to reclaim before a release");
+    assert_eq!(pool.release_owner(&conn, Duration::from_secs(3)), 2);
+    assert!(pool.reclaim(a.id()), "a's release was pending");
+    assert!(!pool.reclaim(a.id()), "and is not any more");
+    assert!(!pool.reclaim(c.id()), "c was never released");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    settle().await;
+    assert!(pool.session(a.id()).is_ok());
+    assert_eq!(ended(pool.session(b.id())), EndReason::OwnerReleased);
+    assert!(
+        !pool.reclaim(b.id()),
+        "an ended session has nothing to reclaim"
+    );
+    assert_eq!(launcher.alive(), vec![a.id(), c.id()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_pool_reports_its_instance_and_the_config_it_was_given() {
+    let root = tempfile::tempdir().unwrap();
+    let config = cfg(root.path()).with_max_browsers(3).with_max_uses(Some(7));
+    let (pool, _launcher) = pool(config.clone()).await;
+    assert_eq!(pool.config(), &config);
+    let instance = pool.instance().to_owned();
+    assert_eq!(instance.len(), 12, "{instance}");
+    assert!(
+        instance
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+        "{instance}"
+    );
+    let lease = pool.acquire().await.unwrap();
+    let name = format!("bpx-{instance}-{}", lease.id().0);
+    assert_eq!(pool.session_dir(lease.id()), root.path().join(&name));
+    assert!(root.path().join(&name).join("Preferences").exists());
+    assert_eq!(
+        entries(root.path()),
+        vec![name, format!("bpx-{instance}.lock")]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_crashed_browser_is_cleaned_up_and_explained() {
     let root = tempfile::tempdir().unwrap();
     let (pool, launcher) = pool(cfg(root.path())).await;

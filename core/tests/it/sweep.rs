@@ -231,6 +231,36 @@ async fn without_a_legacy_pattern_nothing_but_our_own_names_is_removed() {
 }
 
 #[tokio::test]
+async fn the_sweep_sums_up_in_the_log_only_when_it_cleaned_something() {
+    // An operator reading the log after a restart sees one line saying what the sweep
+    // cleaned, and no such line from every clean start.
+    let (_guard, logs) = crate::common::capture(tracing::Level::INFO);
+    let clean_root = tempfile::tempdir().unwrap();
+    let (p, _l) = pool(cfg(clean_root.path())).await;
+    assert!(p.sweep_report().is_clean());
+    p.shutdown().await;
+    let text = crate::common::captured(&logs);
+    assert!(!text.contains("startup sweep done"), "{text}");
+
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    old_profile(&r.join(format!("bpx-{UUID}")), TWO_HOURS);
+    let (p, _l) = pool(cfg(r)).await;
+    assert_eq!(
+        p.sweep_report().removed,
+        vec![r.join(format!("bpx-{UUID}"))]
+    );
+    p.shutdown().await;
+    let text = crate::common::captured(&logs);
+    let done: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("startup sweep done"))
+        .collect();
+    assert_eq!(done.len(), 1, "{text}");
+    assert!(done[0].contains("removed=1"), "{text}");
+}
+
+#[tokio::test]
 async fn a_directory_whose_processes_could_not_be_killed_stays() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();

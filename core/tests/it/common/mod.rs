@@ -75,10 +75,16 @@ pub fn ended(r: Result<impl std::fmt::Debug, SessionError>) -> EndReason {
 /// Log events at `warn` and above, as text, for as long as the guard lives (on this
 /// thread: a `start_paused` test's runtime runs the pool's tasks on it too).
 pub fn capture_warnings() -> (tracing::subscriber::DefaultGuard, Arc<Mutex<Vec<u8>>>) {
+    capture(tracing::Level::WARN)
+}
+
+/// Log events at `level` and above, as text, for as long as the guard lives (on this
+/// thread, as for [`capture_warnings`]).
+pub fn capture(level: tracing::Level) -> (tracing::subscriber::DefaultGuard, Arc<Mutex<Vec<u8>>>) {
     let buf = Arc::new(Mutex::new(Vec::new()));
     let sink = buf.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
+        .with_max_level(level)
         .with_ansi(false)
         .without_time()
         .with_writer(move || Sink(sink.clone()))
