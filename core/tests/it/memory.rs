@@ -33,6 +33,7 @@ fn cfg(root: &Path, budget_mib: Option<u64>, per_session_mib: Option<u64>) -> Po
 async fn pool(config: PoolConfig) -> (Pool<FakeLauncher>, FakeLauncher) {
     let launcher = FakeLauncher::new();
     let pool = Pool::new(config, launcher.clone()).await.unwrap();
+    crate::common::watchdog();
     (pool, launcher)
 }
 

@@ -168,6 +168,7 @@ async fn refills_back_off_after_launch_failures() {
     let pool = Pool::new(cfg(root.path(), 1), launcher.clone())
         .await
         .unwrap();
+    crate::common::watchdog();
     // Failures at ~0 s, then backoff 1 s, 2 s, 4 s: launches at ~0, ~1, ~3, ~7 s.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(launches(&launcher), 1);

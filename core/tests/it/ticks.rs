@@ -28,6 +28,7 @@ async fn pool(root: &std::path::Path) -> (Pool<FakeLauncher>, Arc<FakeClock>) {
         .build()
         .await
         .unwrap();
+    crate::common::watchdog();
     (pool, clock)
 }
 

@@ -33,7 +33,31 @@ pub async fn pool_with_delay(
         launcher.set_launch_delay(launch_delay);
     }
     let pool = Pool::new(config, launcher.clone()).await.unwrap();
+    watchdog();
     (pool, launcher)
+}
+
+/// Virtual time after which [`watchdog`] ends the test binary. No test here runs for
+/// more than a few hours of virtual time.
+pub const WATCHDOG: Duration = Duration::from_secs(2 * 24 * 3600);
+
+/// Make a hang fail. Under paused time, a request the pool never answers does not block
+/// the test: tokio keeps advancing its clock to the reaper's next tick, forever, and
+/// the test hangs instead of failing (as with a mutant that drops the pool's actions).
+/// This task, spawned on the test's runtime, exits the test binary with an error once
+/// [`WATCHDOG`] of its time has passed. With real time it never fires (the runtime
+/// ends with the test).
+pub fn watchdog() {
+    use std::io::Write;
+    tokio::spawn(async {
+        tokio::time::sleep(WATCHDOG).await;
+        // Straight to stderr: the test harness captures `eprintln!`, and would drop it.
+        let _ = writeln!(
+            std::io::stderr(),
+            "watchdog: a test still runs after {WATCHDOG:?} of paused time; something waits forever"
+        );
+        std::process::exit(101);
+    });
 }
 
 /// [`pool_with_delay`] with instant launches.
