@@ -44,6 +44,9 @@ pub struct FakeClock {
     pub sleeps: AtomicU64,
     /// How many of the next `sleep_until` calls panic.
     pub panic_next_sleeps: AtomicU32,
+    /// How many of the next `sleep_until` calls return at once, breaking [`Clock`]'s
+    /// contract (a broken clock, for the pool's defence against one).
+    pub wake_early_next: AtomicU32,
 }
 
 impl FakeClock {
@@ -67,6 +70,13 @@ impl Clock for FakeClock {
             .is_ok();
         if panics {
             panic!("scripted clock panic");
+        }
+        let early = self
+            .wake_early_next
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if early {
+            return;
         }
         self.inner.sleep_until(deadline).await
     }

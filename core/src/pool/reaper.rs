@@ -104,7 +104,7 @@ async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
             tokio::select! {
                 biased;
                 _ = notified => {}
-                _ = sleep_until_next(&*clock, next) => {}
+                _ = sleep_until_next(&*clock, next) => check_slept(clock.now(), next),
             }
             rounds.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -112,9 +112,11 @@ async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
         let mut now = now;
         loop {
             let tick = now.saturating_add(inner.config.tick);
-            clock.sleep_until(next.map_or(tick, |n| n.min(tick))).await;
-            rounds.fetch_add(1, Ordering::Relaxed);
+            let until = next.map_or(tick, |n| n.min(tick));
+            clock.sleep_until(until).await;
             now = clock.now();
+            check_slept(now, Some(until));
+            rounds.fetch_add(1, Ordering::Relaxed);
             let unread = inner.coarse.refresh_armed(now);
             if next.is_some_and(|n| n <= now)
                 || inner.changes.load(Ordering::Acquire) > seen
@@ -139,6 +141,19 @@ async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
                 break;
             }
         }
+    }
+}
+
+/// After a sleep on the pool's clock until `deadline` (`None`: forever) returned at
+/// `now`: a clock that returns early breaks [`Clock`]'s contract and would make the
+/// reaper spin at full speed, so that is a panic, which [`supervise`] counts and, when
+/// it repeats, turns into an unhealthy pool that says why.
+fn check_slept(now: Timestamp, deadline: Option<Timestamp>) {
+    if deadline.is_none_or(|d| now < d) {
+        panic!(
+            "the pool's Clock returned from sleep_until({deadline:?}) at {now:?}, before the \
+             deadline: Clock::sleep_until must never return early"
+        );
     }
 }
 

@@ -43,6 +43,7 @@ async fn harness_with(config: PoolConfig, clock: Arc<dyn Clock>) -> Harness {
         .build()
         .await
         .unwrap();
+    crate::common::watchdog();
     Harness { pool, launcher, fs }
 }
 
@@ -354,6 +355,7 @@ async fn dropping_the_pool_tears_sessions_down_through_the_machine() {
         .build()
         .await
         .unwrap();
+    crate::common::watchdog();
     let a = pool.acquire().await.unwrap().id();
     let b = pool.acquire().await.unwrap().id();
     actions.lock().unwrap().clear();
@@ -392,6 +394,7 @@ async fn a_failed_launch_goes_through_removal_finished_and_a_tombstone() {
         .build()
         .await
         .unwrap();
+    crate::common::watchdog();
     launcher.fail_next_launches(1);
     let Err(AcquireError::LaunchFailed { id, reason }) = pool.acquire().await else {
         panic!("expected a launch failure")
@@ -511,5 +514,32 @@ async fn an_acquire_served_after_the_pool_turned_unhealthy_says_so_and_leaks_not
     assert_eq!(h.launcher.alive(), vec![first.id()]);
     clock.panic_next_sleeps.store(0, Ordering::Release);
     h.pool.destroy(first.id()).await.unwrap();
+    h.clean();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clock_that_wakes_early_makes_the_pool_unhealthy_instead_of_spinning() {
+    // Clock::sleep_until must never return early; one that does would make the reaper
+    // loop without ever waiting (a full core, and under paused time a hung test).
+    let clock = Arc::new(FakeClock::new());
+    let h = harness_with(cfg(), clock.clone()).await;
+    let lease = h.pool.acquire().await.unwrap();
+    settle().await;
+    // 1000 early wakes, then the clock keeps its contract again (so that a reaper that
+    // does not notice ends up sleeping, and this test fails instead of hanging).
+    clock.wake_early_next.store(1000, Ordering::Release);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let s = h.pool.stats();
+    let reason = s.unhealthy.expect("unhealthy");
+    assert!(reason.contains("before the deadline"), "{reason}");
+    assert_eq!(s.reaper_restarts, 5);
+    assert!(!h.pool.reaper_running());
+    assert_eq!(
+        clock.wake_early_next.load(Ordering::Acquire),
+        1000 - 5,
+        "one early wake per reaper run, then it gave up instead of spinning"
+    );
+    clock.wake_early_next.store(0, Ordering::Release);
+    h.pool.destroy(lease.id()).await.unwrap();
     h.clean();
 }
