@@ -7,19 +7,30 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use browserpool::testing::FakeLauncher;
-use browserpool::{Filesystem, OsFilesystem, Pool, PoolConfig};
+use browserpool::{Backoff, Filesystem, OsFilesystem, Pool, PoolConfig};
 
 const ROUNDS: u32 = 200;
 /// Threads probing markers meanwhile (standing for more pools starting on that root).
 const PROBERS: usize = 3;
 
+/// Shutdown budgets of about 10 s instead of the default 110 s (launch 30 s, kills
+/// 3 x 5 s and one more, a 60 s removal retry): the fake's launches and kills take no
+/// time, so a shutdown that is still waiting after 10 s is stuck, and this real-time
+/// test then fails at the first one instead of after minutes.
 fn cfg(root: &Path) -> PoolConfig {
     PoolConfig::default()
         .with_max_browsers(2)
         .with_root(root.to_owned())
         .with_prefix("bpx-")
+        .with_launch_timeout(Duration::from_secs(5))
+        .with_kill_timeout(Duration::from_secs(1))
+        .with_remove_backoff(Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        })
 }
 
 async fn churn(root: Arc<PathBuf>, who: u32) {
