@@ -465,10 +465,13 @@ async fn a_reaper_that_always_panics_makes_the_pool_unhealthy_and_it_says_so() {
     let h = harness_with(cfg(), clock.clone()).await;
     let lease = h.pool.acquire().await.unwrap();
     settle().await;
-    clock.panic_next_sleeps.store(u32::MAX, Ordering::Release);
+    // 50 panics, then the clock works again: a supervisor that kept restarting the
+    // reaper would use them all and go on (this test then fails instead of hanging).
+    clock.panic_next_sleeps.store(50, Ordering::Release);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let s = h.pool.stats();
     assert_eq!(s.reaper_restarts, 5);
+    assert_eq!(clock.panic_next_sleeps.load(Ordering::Acquire), 50 - 5);
     let reason = s.unhealthy.expect("unhealthy");
     assert!(reason.contains("reaper"), "{reason}");
     assert!(!h.pool.reaper_running());
@@ -499,7 +502,7 @@ async fn an_acquire_served_after_the_pool_turned_unhealthy_says_so_and_leaks_not
     // Let the launch worker start (and start its launch timeout on the clock).
     tokio::time::sleep(Duration::from_millis(10)).await;
     // The reaper dies for good while the launch is under way.
-    clock.panic_next_sleeps.store(u32::MAX, Ordering::Release);
+    clock.panic_next_sleeps.store(50, Ordering::Release);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(h.pool.stats().unhealthy.is_some());
     assert_eq!(h.pool.stats().launching, 1, "{:?}", h.pool.stats());
