@@ -358,7 +358,16 @@ async fn shutdown_destroys_everything_and_refuses_new_requests() {
     for _ in 0..3 {
         pool.acquire().await.unwrap();
     }
+    let started = tokio::time::Instant::now();
     let report = pool.shutdown().await;
+    // Paused time: this is the runtime's clock, not the wall clock. The fake's kills
+    // take none of it, so a shutdown that took any waited for its budget instead of
+    // returning when everything was torn down.
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "shutdown took {:?} of paused time",
+        started.elapsed()
+    );
     assert_eq!(report.torn_down, 3);
     assert!(report.unfinished.is_empty() && report.dirs_left.is_empty());
     assert!(launcher.alive().is_empty());
