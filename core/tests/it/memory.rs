@@ -250,8 +250,16 @@ async fn a_backend_that_miscounts_memory_figures_is_survived_and_reported() {
     let (pool, launcher) = pool(cfg(root.path(), None, None)).await;
     let a = pool.acquire().await.unwrap();
     let b = pool.acquire().await.unwrap();
+    launcher.set_memory(a.id(), 30 << 20);
+    launcher.set_memory(b.id(), 50 << 20);
     let m = pool.memory().await;
     assert_eq!(m.sessions.len(), 2);
+    // The total is the sum of the sessions' figures (the fake: RSS twice the PSS, 11
+    // processes per tree).
+    assert_eq!(
+        (m.total.pss_bytes, m.total.rss_bytes, m.total.processes),
+        (80 << 20, 160 << 20, 22)
+    );
     assert!(!crate::common::captured(&logs).contains("different number of figures"));
     launcher.short_memory_answers.store(true, Ordering::Relaxed);
     let m = pool.memory().await;
