@@ -215,4 +215,11 @@ fn dropping_a_pool_with_spares_ready_and_launching_leaves_nothing() {
     rt.block_on(async move { drop(pool) });
     assert!(launcher.alive().is_empty(), "{:?}", launcher.alive());
     assert!(session_dirs(root.path()).is_empty());
+    // The launch that was under way completes later, with the pool gone: the safety
+    // net, not the dropped pool's machine, takes its browser and its directory.
+    let launched = launcher.launches.load(Ordering::Relaxed);
+    rt.block_on(async { tokio::time::sleep(Duration::from_secs(60)).await });
+    assert_eq!(launcher.launches.load(Ordering::Relaxed), launched);
+    assert!(launcher.alive().is_empty(), "{:?}", launcher.alive());
+    assert!(session_dirs(root.path()).is_empty());
 }
