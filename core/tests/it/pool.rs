@@ -378,6 +378,12 @@ async fn shutdown_destroys_everything_and_refuses_new_requests() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!pool.reaper_running(), "the reaper stops with the pool");
+    let again = pool.shutdown().await;
+    assert_eq!(
+        again.torn_down, 0,
+        "a second shutdown has nothing to tear down"
+    );
+    assert_eq!(pool.stats().totals.shutdown, 3);
 }
 
 #[tokio::test(start_paused = true)]

@@ -460,6 +460,30 @@ async fn a_reaper_that_panics_is_restarted_and_still_reaps() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn panics_with_reaper_rounds_between_them_never_make_the_pool_unhealthy() {
+    let (_guard, logs) = crate::common::capture(tracing::Level::ERROR);
+    let clock = Arc::new(FakeClock::new());
+    let h = harness_with(cfg(), clock.clone()).await;
+    let lease = h.pool.acquire().await.unwrap();
+    settle().await;
+    for n in 1..=7 {
+        // One panic, then rounds that complete: each restart is the first in a row.
+        clock.panic_next_sleeps.store(1, Ordering::Release);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        lease.touch();
+        let s = h.pool.stats();
+        assert_eq!((s.reaper_restarts, s.unhealthy), (n, None));
+        assert!(
+            crate::common::captured(&logs).contains(&format!("restarts={n}")),
+            "the log counts restart {n}"
+        );
+    }
+    assert!(h.pool.reaper_running());
+    h.pool.destroy(lease.id()).await.unwrap();
+    h.clean();
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_reaper_that_always_panics_makes_the_pool_unhealthy_and_it_says_so() {
     let clock = Arc::new(FakeClock::new());
     let h = harness_with(cfg(), clock.clone()).await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use browserpool::testing::{FakeClock, FakeLauncher};
-use browserpool::{EndReason, Pool, PoolConfig};
+use browserpool::{CapacityPolicy, EndReason, Pool, PoolConfig};
 
 use crate::common::{ended, settle};
 
@@ -15,6 +15,14 @@ const MIN: Duration = Duration::from_secs(60);
 
 /// Idle timeout 30 min, reap interval 60 s, tick 1 s: the defaults.
 async fn pool(root: &std::path::Path) -> (Pool<FakeLauncher>, Arc<FakeClock>) {
+    pool_with(root, |c| c).await
+}
+
+/// [`pool`] with `change` applied to its configuration.
+async fn pool_with(
+    root: &std::path::Path,
+    change: impl FnOnce(PoolConfig) -> PoolConfig,
+) -> (Pool<FakeLauncher>, Arc<FakeClock>) {
     let clock = Arc::new(FakeClock::new());
     let config = PoolConfig::default()
         .with_max_browsers(2)
@@ -23,6 +31,7 @@ async fn pool(root: &std::path::Path) -> (Pool<FakeLauncher>, Arc<FakeClock>) {
     assert_eq!(config.tick, Duration::from_secs(1));
     assert_eq!(config.reap_interval, MIN);
     assert_eq!(config.idle_timeout, Some(30 * MIN));
+    let config = change(config);
     let pool = Pool::builder(config, FakeLauncher::new())
         .clock(clock.clone())
         .build()
@@ -116,6 +125,43 @@ async fn a_steadily_read_clock_costs_one_reaper_sleep_per_tick() {
     assert!(
         (90..=110).contains(&sleeps),
         "the reaper slept {sleeps} times in 100 ticks of steady use"
+    );
+    assert!(pool.session(lease.id()).is_ok());
+}
+
+/// When no stamp can matter, the reaper does not tick at all: with no live session, or
+/// with live sessions whose stamps nothing reads (no idle timeout, `Reject` at capacity
+/// and no owner release running). It sleeps until its next deadline, if any.
+#[tokio::test(start_paused = true)]
+async fn the_reaper_does_not_tick_while_no_stamp_can_matter() {
+    let root = tempfile::tempdir().unwrap();
+    let (_empty, clock) = pool(root.path()).await;
+    settle().await;
+    let before = clock.sleeps.load(Ordering::Relaxed);
+    tokio::time::sleep(10 * MIN).await;
+    let sleeps = clock.sleeps.load(Ordering::Relaxed) - before;
+    assert_eq!(
+        sleeps, 0,
+        "an empty pool's reaper slept {sleeps} times in 10 min"
+    );
+
+    let root = tempfile::tempdir().unwrap();
+    let (pool, clock) = pool_with(root.path(), |c| {
+        c.with_idle_timeout(None)
+            .with_capacity_policy(CapacityPolicy::Reject)
+    })
+    .await;
+    let lease = pool.acquire().await.unwrap();
+    settle().await;
+    let before = clock.sleeps.load(Ordering::Relaxed);
+    for _ in 0..(10 * 60 * 10 / 3) {
+        lease.touch();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let sleeps = clock.sleeps.load(Ordering::Relaxed) - before;
+    assert_eq!(
+        sleeps, 0,
+        "the reaper slept {sleeps} times in 10 min of unread stamps"
     );
     assert!(pool.session(lease.id()).is_ok());
 }
