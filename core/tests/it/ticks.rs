@@ -165,3 +165,65 @@ async fn the_reaper_does_not_tick_while_no_stamp_can_matter() {
     );
     assert!(pool.session(lease.id()).is_ok());
 }
+
+/// Sleeps of the reaper on the pool's clock during `secs` seconds of a client touching
+/// `lease` every 300 ms.
+async fn sleeps_while_touching(
+    clock: &FakeClock,
+    lease: &browserpool::Lease<FakeLauncher>,
+    secs: u64,
+) -> u64 {
+    let before = clock.sleeps.load(Ordering::Relaxed);
+    for _ in 0..(secs * 10 / 3) {
+        lease.touch();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    clock.sleeps.load(Ordering::Relaxed) - before
+}
+
+/// Each reader of the stamps alone keeps the reaper ticking (about once per tick while
+/// a client touches its session steadily): idle reaping, LRU eviction, and an owner's
+/// grace period while it runs (and not after it).
+#[tokio::test(start_paused = true)]
+async fn each_reader_of_the_stamps_alone_keeps_the_reaper_ticking() {
+    let ticking = 90..=110;
+    // LRU eviction without an idle timeout.
+    let root = tempfile::tempdir().unwrap();
+    let (pool, clock) = pool_with(root.path(), |c| c.with_idle_timeout(None)).await;
+    let lease = pool.acquire().await.unwrap();
+    settle().await;
+    let n = sleeps_while_touching(&clock, &lease, 100).await;
+    assert!(ticking.contains(&n), "EvictLru: {n} sleeps in 100 s");
+    drop((lease, pool));
+
+    // An idle timeout without LRU eviction.
+    let root = tempfile::tempdir().unwrap();
+    let (pool, clock) = pool_with(root.path(), |c| {
+        c.with_capacity_policy(CapacityPolicy::Reject)
+    })
+    .await;
+    let lease = pool.acquire().await.unwrap();
+    settle().await;
+    let n = sleeps_while_touching(&clock, &lease, 100).await;
+    assert!(ticking.contains(&n), "idle timeout: {n} sleeps in 100 s");
+    drop((lease, pool));
+
+    // Neither: only an owner's grace period, while it runs.
+    let root = tempfile::tempdir().unwrap();
+    let (pool, clock) = pool_with(root.path(), |c| {
+        c.with_idle_timeout(None)
+            .with_capacity_policy(CapacityPolicy::Reject)
+    })
+    .await;
+    let owner = browserpool::OwnerKey::new("conn");
+    let lease = pool.acquire_for(owner.clone()).await.unwrap();
+    settle().await;
+    assert_eq!(pool.release_owner(&owner, Duration::from_secs(200)), 1);
+    let n = sleeps_while_touching(&clock, &lease, 100).await;
+    assert!(ticking.contains(&n), "grace period: {n} sleeps in 100 s");
+    // Past the grace (the session was used, so it stays): no reader is left.
+    tokio::time::sleep(Duration::from_secs(110)).await;
+    assert!(pool.session(lease.id()).is_ok());
+    let n = sleeps_while_touching(&clock, &lease, 100).await;
+    assert!(n <= 2, "after the grace period: {n} sleeps in 100 s");
+}
