@@ -364,6 +364,30 @@ mod tests {
         ]
     }
 
+    /// The layout, which is what makes the common case cheap: keys that arrive in order
+    /// are appended to the run, only older ones go to the side set, and an entry that
+    /// went stale and comes back at the same key is current again in place.
+    #[test]
+    fn keys_in_order_go_to_the_run_and_only_older_ones_to_the_side() {
+        let mut m = Model::new(4);
+        m.insert(SessionId(1), Timestamp(10));
+        m.insert(SessionId(2), Timestamp(20));
+        m.insert(SessionId(3), Timestamp(20));
+        assert_eq!((m.index.run.len(), m.index.side.len()), (3, 0));
+        m.insert(SessionId(4), Timestamp(15));
+        assert_eq!((m.index.run.len(), m.index.side.len()), (3, 1));
+        m.check();
+        // The back of the run goes stale and comes back at its key.
+        m.remove(SessionId(3));
+        assert_eq!(m.index.stale, 1);
+        m.insert(SessionId(3), Timestamp(20));
+        assert_eq!(
+            (m.index.run.len(), m.index.side.len(), m.index.stale),
+            (3, 1, 0)
+        );
+        m.check();
+    }
+
     proptest! {
         #[test]
         fn orders_like_a_sorted_set(ops in proptest::collection::vec(op(), 1..400)) {
