@@ -335,10 +335,14 @@ mod tests {
             assert_eq!(self.index.first(), self.set.first().copied());
             let ids: Vec<SessionId> = self.set.iter().map(|&(_, id)| id).collect();
             assert_eq!(self.index.ids(&self.table), ids);
-            // Walking with next_after visits the set in order.
+            // Walking with next_after visits the set in order (a walk that does not end
+            // within one step more than the set's length is a failure, not a hang).
             let mut walked = Vec::new();
             let mut cursor = None;
-            while let Some(e) = self.index.next_after(cursor, &self.table) {
+            for _ in 0..=self.set.len() {
+                let Some(e) = self.index.next_after(cursor, &self.table) else {
+                    break;
+                };
                 walked.push(e);
                 cursor = Some(e);
             }
@@ -384,6 +388,51 @@ mod tests {
         assert_eq!(
             (m.index.run.len(), m.index.side.len(), m.index.stale),
             (3, 1, 0)
+        );
+        m.check();
+    }
+
+    /// Removing from the middle of the run is lazy: the entry stays, stale, until more
+    /// than 32 entries and more than half of the run are stale; then the run is
+    /// compacted at once. So stale entries cost at most as much memory as current ones
+    /// (plus 32), and compaction is amortized over as many removals as it sweeps.
+    #[test]
+    fn stale_entries_are_compacted_past_32_and_half_the_run() {
+        // 40 entries; session 1 at the front stays, so every removal is from the middle.
+        let mut m = Model::new(40);
+        for id in 1..=40 {
+            m.insert(SessionId(id), Timestamp(id));
+        }
+        for id in 2..=33 {
+            m.remove(SessionId(id));
+        }
+        assert_eq!(
+            (m.index.stale, m.index.run.len()),
+            (32, 40),
+            "32 stale: lazy"
+        );
+        m.remove(SessionId(34));
+        assert_eq!(
+            (m.index.stale, m.index.run.len()),
+            (0, 7),
+            "33 of 40: compacted"
+        );
+        m.check();
+
+        // Exactly half the run stale is not more than half.
+        let mut m = Model::new(100);
+        for id in 1..=100 {
+            m.insert(SessionId(id), Timestamp(id));
+        }
+        for id in 2..=51 {
+            m.remove(SessionId(id));
+        }
+        assert_eq!((m.index.stale, m.index.run.len()), (50, 100), "half: lazy");
+        m.remove(SessionId(52));
+        assert_eq!(
+            (m.index.stale, m.index.run.len()),
+            (0, 49),
+            "past half: compacted"
         );
         m.check();
     }

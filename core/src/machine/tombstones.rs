@@ -106,13 +106,9 @@ impl Tombstones {
         if age >= self.ring.len() as u64 {
             return None;
         }
-        // `head` is the oldest entry once the ring is full; before, the oldest is at 0.
-        let oldest = if self.ring.len() < self.cap {
-            0
-        } else {
-            self.head
-        };
-        Some((oldest + age as usize) % self.ring.len())
+        // Once the ring is full, `head` is its oldest entry. Before, `head` is the ring's
+        // length and the oldest entry is at 0, which the same sum modulo the length gives.
+        Some((self.head + age as usize) % self.ring.len())
     }
 
     /// Why `id` ended, if it is still remembered.
@@ -122,13 +118,12 @@ impl Tombstones {
             let mut index = self.index.borrow_mut();
             let index = &mut *index;
             // Entries forgotten before they were ever indexed leave `upto` behind.
-            index.upto = index.upto.max(first);
-            while index.upto < self.next_seq {
-                if let Some((rid, _)) = self.position(index.upto).map(|p| &self.ring[p]) {
-                    index.seq.insert(*rid, index.upto);
+            for seq in index.upto.max(first)..self.next_seq {
+                if let Some((rid, _)) = self.position(seq).map(|p| &self.ring[p]) {
+                    index.seq.insert(*rid, seq);
                 }
-                index.upto += 1;
             }
+            index.upto = self.next_seq;
             index.seq.get(&id).copied()
         }?;
         self.position(seq).map(|p| &self.ring[p].1)
