@@ -67,6 +67,7 @@ fn stamps_read<L: ProcessLauncher>(inner: &Inner<L>, live: usize, now: Timestamp
 /// next read of the clock (see [`CoarseClock`](crate::time::CoarseClock)), a change or
 /// the next deadline.
 async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
+    let mut spin = SpinGuard::default();
     loop {
         let Some(inner) = weak.upgrade() else { return };
         if inner.closed.load(Ordering::Acquire) {
@@ -101,6 +102,7 @@ async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
         let clock = inner.clock.clone();
         // Holding the Arc while asleep is fine: dropping the Pool aborts this task.
         if !stamps_read(&inner, live, now) {
+            spin.before_sleep(next.is_some_and(|n| n <= now), next, rounds);
             tokio::select! {
                 biased;
                 _ = notified => {}
@@ -113,6 +115,7 @@ async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
         loop {
             let tick = now.saturating_add(inner.config.tick);
             let until = next.map_or(tick, |n| n.min(tick));
+            spin.before_sleep(until <= now, next, rounds);
             clock.sleep_until(until).await;
             now = clock.now();
             check_slept(now, Some(until));
@@ -144,6 +147,38 @@ async fn run<L: ProcessLauncher>(weak: Weak<Inner<L>>, rounds: &AtomicU64) {
     }
 }
 
+/// Rounds in a row whose sleep could not wait (its target was already past) after which
+/// the reaper is known to spin.
+const SPIN_ROUNDS: u32 = 1000;
+
+/// Catches a reaper that spins. A round whose deadline is already past does not wait;
+/// it handles that deadline, so the next round waits again. Rounds that never wait mean
+/// a deadline that stays due although it is handled: a bug (in the machine or here)
+/// that would otherwise hold a core and the pool's lock forever. After
+/// [`SPIN_ROUNDS`] of them in a row the reaper panics, as a run that made no progress,
+/// so that [`supervise`] counts it and, when it repeats, marks the pool unhealthy.
+#[derive(Default)]
+struct SpinGuard {
+    in_a_row: u32,
+}
+
+impl SpinGuard {
+    fn before_sleep(&mut self, past: bool, next: Option<Timestamp>, rounds: &AtomicU64) {
+        if !past {
+            self.in_a_row = 0;
+            return;
+        }
+        self.in_a_row += 1;
+        if self.in_a_row >= SPIN_ROUNDS {
+            rounds.store(0, Ordering::Relaxed);
+            panic!(
+                "the reaper spins: deadline {next:?} is still due after {SPIN_ROUNDS} \
+                 rounds that handled it"
+            );
+        }
+    }
+}
+
 /// After a sleep on the pool's clock until `deadline` (`None`: forever) returned at
 /// `now`: a clock that returns early breaks [`Clock`]'s contract and would make the
 /// reaper spin at full speed, so that is a panic, which [`supervise`] counts and, when
@@ -162,5 +197,35 @@ async fn sleep_until_next(clock: &dyn Clock, next: Option<Timestamp>) {
     match next {
         Some(at) => clock.sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn the_spin_guard_fires_on_the_thousandth_round_in_a_row_that_cannot_wait() {
+        let rounds = AtomicU64::new(7);
+        let mut g = SpinGuard::default();
+        let at = Some(Timestamp(5));
+        for _ in 0..3 {
+            // Rounds that wait reset the count, however many past ones came before.
+            for _ in 0..SPIN_ROUNDS - 1 {
+                g.before_sleep(true, at, &rounds);
+            }
+            g.before_sleep(false, at, &rounds);
+        }
+        for _ in 0..SPIN_ROUNDS - 1 {
+            g.before_sleep(true, at, &rounds);
+        }
+        assert_eq!(rounds.load(Ordering::Relaxed), 7);
+        let fired = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            g.before_sleep(true, at, &rounds)
+        }));
+        assert!(fired.is_err());
+        // Counted by the supervisor as a run that made no progress.
+        assert_eq!(rounds.load(Ordering::Relaxed), 0);
     }
 }
