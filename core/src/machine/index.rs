@@ -286,7 +286,7 @@ mod tests {
 
     impl Model {
         fn new(ids: u64) -> Self {
-            let mut table = SessionTable::default();
+            let mut table = SessionTable::new();
             for id in 1..=ids {
                 let cold = Cold::new(State::Live, None, Timestamp::ZERO);
                 table.insert(SessionId(id), ActivityRef::new(Timestamp::ZERO), cold);
@@ -390,6 +390,24 @@ mod tests {
             (3, 1, 0)
         );
         m.check();
+    }
+
+    /// Waiters' timers that arrive in deadline order go to the deque; one that undercuts
+    /// its last entry, and every other kind of timer, go to the set.
+    #[test]
+    fn waiter_timers_in_deadline_order_go_to_the_deque() {
+        let mut t = TimerIndex::default();
+        for i in 0..5u64 {
+            t.insert(Timestamp(10 + i), Timer::Waiter(Ticket(i)));
+        }
+        assert_eq!((t.waiters.len(), t.set.len()), (5, 0));
+        t.insert(Timestamp(12), Timer::Waiter(Ticket(9)));
+        t.insert(Timestamp(30), Timer::Retire(SessionId(1)));
+        assert_eq!((t.waiters.len(), t.set.len()), (5, 2));
+        assert_eq!(
+            t.pop_due(Timestamp(12)),
+            Some((Timestamp(10), Timer::Waiter(Ticket(0))))
+        );
     }
 
     /// Removing from the middle of the run is lazy: the entry stays, stale, until more

@@ -307,7 +307,7 @@ impl Lifecycle {
             dirs: SessionDirs::new(&config.root, &config.prefix, instance),
             tombstones: Tombstones::new(config.tombstones),
             config,
-            table: SessionTable::default(),
+            table: SessionTable::new(),
             by_activity: ActivityIndex::default(),
             timers: TimerIndex::default(),
             owners: Default::default(),

@@ -195,13 +195,13 @@ pub(super) struct SessionTable {
     len: usize,
 }
 
-impl Default for SessionTable {
-    fn default() -> Self {
+impl SessionTable {
+    /// An empty table of [`MIN_CAPACITY`] slots. (No `Default` impl: `with_capacity`
+    /// would be one call away from calling itself through it.)
+    pub(super) fn new() -> Self {
         SessionTable::with_capacity(MIN_CAPACITY)
     }
-}
 
-impl SessionTable {
     fn with_capacity(cap: usize) -> Self {
         let cap = cap.max(MIN_CAPACITY).next_power_of_two();
         let placeholder = ActivityRef::new(Timestamp::ZERO);
@@ -485,7 +485,7 @@ mod tests {
 
     #[test]
     fn finds_by_id_and_detects_stale_ids() {
-        let mut t = SessionTable::default();
+        let mut t = SessionTable::new();
         for id in 1..=10 {
             add(&mut t, id);
         }
@@ -505,7 +505,7 @@ mod tests {
 
     #[test]
     fn a_lapped_session_moves_to_overflow_and_stays_findable() {
-        let mut t = SessionTable::default();
+        let mut t = SessionTable::new();
         let cap = t.capacity() as u64;
         add(&mut t, 1); // long-lived
                         // Churn: each session ends before the next starts, so the table never grows.
@@ -523,9 +523,63 @@ mod tests {
         assert_eq!(t.overflowed(), 0);
     }
 
+    fn add_removing(t: &mut SessionTable, id: u64) {
+        let state = State::Removing {
+            reason: EndReason::OwnerReleased,
+            attempt: 0,
+            finished: false,
+            reply_to: None,
+        };
+        t.insert(
+            SessionId(id),
+            cell(),
+            Cold::new(state, None, Timestamp::ZERO),
+        );
+    }
+
+    #[test]
+    fn grows_exactly_when_an_insert_would_pass_seven_eighths() {
+        let mut t = SessionTable::new();
+        assert_eq!(t.capacity(), 16);
+        for id in 1..=14 {
+            add(&mut t, id);
+        }
+        assert_eq!(t.capacity(), 16, "14 of 16 is seven eighths");
+        add(&mut t, 15);
+        assert_eq!(t.capacity(), 32);
+    }
+
+    #[test]
+    fn removing_a_lapped_session_takes_it_and_only_it() {
+        let mut t = SessionTable::new();
+        let cap = t.capacity() as u64;
+        add_removing(&mut t, 1);
+        for id in 2..=cap {
+            add(&mut t, id);
+            t.remove(SessionId(id));
+        }
+        // Session 1 + cap takes session 1's slot; both are removing their directories.
+        add_removing(&mut t, 1 + cap);
+        add(&mut t, 2 + cap);
+        assert_eq!((t.overflowed(), t.len()), (1, 3));
+        // A live session, lapped or not, is not taken.
+        assert!(t.remove_if_removing(SessionId(2 + cap)).is_none());
+        let (state, _) = t.remove_if_removing(SessionId(1)).unwrap();
+        assert!(matches!(state, State::Removing { .. }));
+        assert_eq!((t.overflowed(), t.len()), (0, 2));
+        assert!(t.hot(SessionId(1)).is_none());
+        assert!(
+            t.hot(SessionId(1 + cap)).is_some(),
+            "the slot's own session stays"
+        );
+        assert!(t.remove_if_removing(SessionId(1)).is_none(), "taken once");
+        assert!(t.remove_if_removing(SessionId(1 + cap)).is_some());
+        assert_eq!(t.len(), 1);
+    }
+
     #[test]
     fn grows_at_seven_eighths_and_keeps_every_entry() {
-        let mut t = SessionTable::default();
+        let mut t = SessionTable::new();
         add(&mut t, 1);
         // Lap session 1 so that growth has an overflow entry to re-place.
         for id in 2..40 {

@@ -182,6 +182,23 @@ mod tests {
         }
     }
 
+    /// Entries overwritten in the ring are forgotten by the lookup index too, so the
+    /// index never holds more than the ring (without that it would grow by one entry
+    /// per session ever ended, for a pool whose callers look reasons up).
+    #[test]
+    fn the_lookup_index_holds_no_more_than_the_ring() {
+        let mut t = Tombstones::new(4);
+        for id in 1..=100 {
+            t.remember(SessionId(id), crashed(id));
+            assert_eq!(t.get(SessionId(id)), Some(&crashed(id)));
+            assert_eq!(
+                t.index.borrow().seq.len(),
+                (id as usize).min(4),
+                "after {id}"
+            );
+        }
+    }
+
     #[test]
     fn a_second_reason_for_the_same_id_wins() {
         let mut t = Tombstones::new(4);

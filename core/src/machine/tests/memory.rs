@@ -344,3 +344,30 @@ fn spares_are_not_refilled_past_the_budget_and_are_the_first_victims() {
     assert_eq!(ending(&acts), vec![(s2, memory(MemoryLimit::Budget, 140))]);
     h.m.check_invariants().unwrap();
 }
+
+#[test]
+fn max_session_memory_is_a_limit_a_session_may_reach_but_not_pass() {
+    let mut h = H::new(mem_cfg(4, None, Some(200)));
+    let a = h.live_at(0);
+    let acts = h.mem(&[(a, 200)]);
+    assert!(ending(&acts).is_empty(), "at the limit: {acts:?}");
+    let acts = h.mem(&[(a, 201)]);
+    assert_eq!(ending(&acts), vec![(a, memory(MemoryLimit::Session, 201))]);
+}
+
+#[test]
+fn one_session_over_max_session_memory_does_not_make_another_one_over() {
+    let mut h = H::new(mem_cfg(4, None, Some(200)));
+    let a = h.live_at(0);
+    let b = h.live_at(S);
+    let op = h.m.activity(a).unwrap().clone();
+    op.begin_op(h.now);
+    let acts = h.mem(&[(a, 250), (b, 150)]);
+    assert!(ending(&acts).is_empty(), "{acts:?}");
+    // Anything that asks whether b is to be retired (here, the pool's hint after an
+    // operation) must not find it over because a is.
+    let acts = h.feed(Input::RetireHint { id: b });
+    assert!(ending(&acts).is_empty(), "{acts:?}");
+    assert_eq!(h.m.phase(b), Some(Phase::Live));
+    op.end_op(h.now);
+}
