@@ -499,6 +499,12 @@ mod tests {
         );
         assert!(t.remove(SessionId(7)).is_some());
         assert!(t.hot(SessionId(7)).is_none());
+        assert!(
+            t.get(SessionId(7)).is_none(),
+            "a vacant slot keeps its old id"
+        );
+        assert!(t.hot_mut(SessionId(7)).is_none());
+        assert!(t.get_mut(SessionId(7)).is_none());
         assert!(t.remove(SessionId(7)).is_none());
         assert_eq!(t.len(), 9);
     }
@@ -562,6 +568,11 @@ mod tests {
         add_removing(&mut t, 1 + cap);
         add(&mut t, 2 + cap);
         assert_eq!((t.overflowed(), t.len()), (1, 3));
+        // Every lookup of the lapped id finds it, not the session now in its slot.
+        assert_eq!(t.hot(SessionId(1)).unwrap().id, SessionId(1));
+        assert_eq!(t.get(SessionId(1)).unwrap().0.id, SessionId(1));
+        assert_eq!(t.hot_mut(SessionId(1)).unwrap().id, SessionId(1));
+        assert_eq!(t.get_mut(SessionId(1)).unwrap().hot.id, SessionId(1));
         // A live session, lapped or not, is not taken.
         assert!(t.remove_if_removing(SessionId(2 + cap)).is_none());
         let (state, _) = t.remove_if_removing(SessionId(1)).unwrap();

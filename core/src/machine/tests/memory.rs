@@ -371,3 +371,69 @@ fn one_session_over_max_session_memory_does_not_make_another_one_over() {
     assert_eq!(h.m.phase(b), Some(Phase::Live));
     op.end_op(h.now);
 }
+
+#[test]
+fn a_waiter_kept_out_by_memory_is_served_by_the_round_that_shows_room() {
+    let mut c = mem_cfg(8, Some(250), None);
+    c.capacity_policy = CapacityPolicy::Wait {
+        timeout: Duration::from_secs(60),
+    };
+    let mut h = H::new(c);
+    let a = h.live_at(0);
+    let b = h.live_at(S);
+    for id in [a, b] {
+        h.m.activity(id).unwrap().begin_op(h.now);
+    }
+    h.mem(&[(a, 100), (b, 100)]);
+    h.m.acquire(h.now, None);
+    assert!(h.drain().is_empty(), "it waits");
+    // Both shrink: 80 MiB used plus the 100 MiB estimate fit in 250.
+    let acts = h.mem(&[(a, 40), (b, 40)]);
+    assert!(
+        acts.iter().any(|x| matches!(x, Action::Launch { .. })),
+        "served in the same round: {acts:?}"
+    );
+}
+
+#[test]
+fn at_max_browsers_reject_names_the_count_even_when_memory_is_short_too() {
+    let mut c = mem_cfg(2, Some(150), None);
+    c.capacity_policy = CapacityPolicy::Reject;
+    let mut h = H::new(c);
+    let a = h.live_at(0);
+    let b = h.live_at(S);
+    for id in [a, b] {
+        h.m.activity(id).unwrap().begin_op(h.now);
+    }
+    h.mem(&[(a, 100), (b, 100)]);
+    h.m.acquire(h.now, None);
+    let acts = h.drain();
+    assert!(
+        matches!(
+            acts.as_slice(),
+            [Action::Reply {
+                result: Err(AcquireError::AtCapacity { .. }),
+                ..
+            }]
+        ),
+        "{acts:?}"
+    );
+    assert_eq!(h.m.totals().memory_blocked, 0);
+}
+
+#[test]
+fn check_memory_fires_when_the_book_holds_a_session_that_is_not_live() {
+    let mut h = H::new(mem_cfg(4, Some(1000), None));
+    let a = h.live_at(0);
+    h.mem(&[(a, 100)]);
+    h.m.check_memory().unwrap();
+    // Break it: the session leaves Live without the book forgetting it.
+    h.m.table.get_mut(a).unwrap().set_state(State::Stopping {
+        reason: EndReason::OwnerReleased,
+        attempt: 0,
+        stage: KillStage::Graceful,
+        stalled: false,
+    });
+    let err = h.m.check_memory().unwrap_err();
+    assert!(err.contains("not live"), "{err}");
+}
