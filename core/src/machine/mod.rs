@@ -752,11 +752,21 @@ impl Lifecycle {
             self.make_room(now);
             self.serve_waiters(now);
         }
-        while let Some(id) = self.spares.expired(now, self.config.spare_max_age) {
+        self.retire_expired_spares(now);
+        self.refill(now);
+    }
+
+    /// Retire the ready spares older than `spare_max_age`. Each round ends one, so the
+    /// loop is bounded like the other victim loops (see `victim_loop_stuck`).
+    fn retire_expired_spares(&mut self, now: Timestamp) {
+        for _ in 0..=self.spares.ready_len() {
+            let Some(id) = self.spares.expired(now, self.config.spare_max_age) else {
+                return;
+            };
             tracing::info!(session = %id, "retiring spare unused for spare_max_age");
             self.teardown(now, id, EndReason::Retired(RetireCause::SpareMaxAge));
         }
-        self.refill(now);
+        self.victim_loop_stuck("retire_expired_spares");
     }
 
     // ----------------------------------------------------------------- internals
