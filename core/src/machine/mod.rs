@@ -1393,7 +1393,10 @@ impl Lifecycle {
     /// The least-recently-active live session with no operation in flight.
     fn lru_idle(&mut self, _now: Timestamp) -> Option<SessionId> {
         let mut cursor = None;
-        while let Some((key, id)) = self.by_activity.next_after(cursor, &self.table) {
+        // Each session is met at most twice (at a stale key, then where it was re-keyed),
+        // so the walk is bounded like the victim loops (see `victim_loop_stuck`).
+        for _ in 0..=2 * self.by_activity.len() {
+            let (key, id) = self.by_activity.next_after(cursor, &self.table)?;
             let a = &self.table.hot(id)?.activity;
             if a.is_busy() {
                 cursor = Some((key, id));
@@ -1409,6 +1412,7 @@ impl Lifecycle {
             }
             return Some(id);
         }
+        self.victim_loop_stuck("lru_idle");
         None
     }
 
