@@ -437,3 +437,20 @@ fn check_memory_fires_when_the_book_holds_a_session_that_is_not_live() {
     let err = h.m.check_memory().unwrap_err();
     assert!(err.contains("not live"), "{err}");
 }
+
+#[test]
+fn a_busy_session_over_its_limit_keeps_an_earlier_lifetime_timer() {
+    let mut c = mem_cfg(2, None, Some(100));
+    c.max_lifetime = Some(Duration::from_secs(10));
+    let mut h = H::new(c);
+    let a = h.live_at(0);
+    let op = h.m.activity(a).unwrap().clone();
+    op.begin_op(h.now);
+    let life_end = h.m.poll_timeout().expect("the lifetime timer");
+    // Measured over its limit while busy, 100 ms before its lifetime ends: the recheck
+    // a tick later must not push the earlier lifetime check back.
+    h.at(life_end.0 - 100);
+    h.mem(&[(a, 101)]);
+    assert_eq!(h.m.poll_timeout(), Some(life_end));
+    op.end_op(h.now);
+}
