@@ -35,6 +35,18 @@ impl H {
     }
 }
 
+/// A machine with two live sessions, both busy and measured at 100 MiB.
+fn two_busy_at_100_mib(c: PoolConfig) -> (H, SessionId, SessionId) {
+    let mut h = H::new(c);
+    let a = h.live_at(0);
+    let b = h.live_at(S);
+    for id in [a, b] {
+        h.m.activity(id).unwrap().begin_op(h.now);
+    }
+    h.mem(&[(a, 100), (b, 100)]);
+    (h, a, b)
+}
+
 fn memory(limit: MemoryLimit, mib: u64) -> EndReason {
     EndReason::Memory {
         limit,
@@ -163,13 +175,7 @@ fn an_acquire_that_would_exceed_the_budget_evicts_the_lru_idle_session_first() {
 fn with_every_session_busy_reject_says_memory_was_the_limit() {
     let mut c = mem_cfg(8, Some(250), None);
     c.capacity_policy = CapacityPolicy::Reject;
-    let mut h = H::new(c);
-    let a = h.live_at(0);
-    let b = h.live_at(S);
-    for id in [a, b] {
-        h.m.activity(id).unwrap().begin_op(h.now);
-    }
-    h.mem(&[(a, 100), (b, 100)]);
+    let (mut h, _, _) = two_busy_at_100_mib(c);
     let t = h.m.acquire(h.now, None);
     let acts = h.drain();
     assert_eq!(
@@ -378,13 +384,7 @@ fn a_waiter_kept_out_by_memory_is_served_by_the_round_that_shows_room() {
     c.capacity_policy = CapacityPolicy::Wait {
         timeout: Duration::from_secs(60),
     };
-    let mut h = H::new(c);
-    let a = h.live_at(0);
-    let b = h.live_at(S);
-    for id in [a, b] {
-        h.m.activity(id).unwrap().begin_op(h.now);
-    }
-    h.mem(&[(a, 100), (b, 100)]);
+    let (mut h, a, b) = two_busy_at_100_mib(c);
     h.m.acquire(h.now, None);
     assert!(h.drain().is_empty(), "it waits");
     // Both shrink: 80 MiB used plus the 100 MiB estimate fit in 250.
@@ -399,13 +399,7 @@ fn a_waiter_kept_out_by_memory_is_served_by_the_round_that_shows_room() {
 fn at_max_browsers_reject_names_the_count_even_when_memory_is_short_too() {
     let mut c = mem_cfg(2, Some(150), None);
     c.capacity_policy = CapacityPolicy::Reject;
-    let mut h = H::new(c);
-    let a = h.live_at(0);
-    let b = h.live_at(S);
-    for id in [a, b] {
-        h.m.activity(id).unwrap().begin_op(h.now);
-    }
-    h.mem(&[(a, 100), (b, 100)]);
+    let (mut h, _, _) = two_busy_at_100_mib(c);
     h.m.acquire(h.now, None);
     let acts = h.drain();
     assert!(
