@@ -476,10 +476,14 @@ mod tests {
     }
 
     fn add(t: &mut SessionTable, id: u64) {
+        add_in(t, id, State::Live);
+    }
+
+    fn add_in(t: &mut SessionTable, id: u64, state: State) {
         t.insert(
             SessionId(id),
             cell(),
-            Cold::new(State::Live, None, Timestamp::ZERO),
+            Cold::new(state, None, Timestamp::ZERO),
         );
     }
 
@@ -536,11 +540,7 @@ mod tests {
             finished: false,
             reply_to: None,
         };
-        t.insert(
-            SessionId(id),
-            cell(),
-            Cold::new(state, None, Timestamp::ZERO),
-        );
+        add_in(t, id, state);
     }
 
     #[test]

@@ -190,26 +190,22 @@ async fn sleeps_while_touching(
 #[tokio::test(start_paused = true)]
 async fn each_reader_of_the_stamps_alone_keeps_the_reaper_ticking() {
     let ticking = 90..=110;
-    // LRU eviction without an idle timeout.
-    let root = tempfile::tempdir().unwrap();
-    let (pool, clock) = pool_with(root.path(), |c| c.with_idle_timeout(None)).await;
-    let lease = pool.acquire().await.unwrap();
-    settle().await;
-    let n = sleeps_while_touching(&clock, &lease, 100).await;
-    assert!(ticking.contains(&n), "EvictLru: {n} sleeps in 100 s");
-    drop((lease, pool));
-
-    // An idle timeout without LRU eviction.
-    let root = tempfile::tempdir().unwrap();
-    let (pool, clock) = pool_with(root.path(), |c| {
-        c.with_capacity_policy(CapacityPolicy::Reject)
-    })
-    .await;
-    let lease = pool.acquire().await.unwrap();
-    settle().await;
-    let n = sleeps_while_touching(&clock, &lease, 100).await;
-    assert!(ticking.contains(&n), "idle timeout: {n} sleeps in 100 s");
-    drop((lease, pool));
+    // LRU eviction without an idle timeout; an idle timeout without LRU eviction.
+    type Change = fn(PoolConfig) -> PoolConfig;
+    let alone: [(&str, Change); 2] = [
+        ("EvictLru", |c| c.with_idle_timeout(None)),
+        ("idle timeout", |c| {
+            c.with_capacity_policy(CapacityPolicy::Reject)
+        }),
+    ];
+    for (what, change) in alone {
+        let root = tempfile::tempdir().unwrap();
+        let (pool, clock) = pool_with(root.path(), change).await;
+        let lease = pool.acquire().await.unwrap();
+        settle().await;
+        let n = sleeps_while_touching(&clock, &lease, 100).await;
+        assert!(ticking.contains(&n), "{what}: {n} sleeps in 100 s");
+    }
 
     // Neither: only an owner's grace period, while it runs.
     let root = tempfile::tempdir().unwrap();
