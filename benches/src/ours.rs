@@ -6,7 +6,8 @@
 //!   [`browserpool::CoarseClock`] and one relaxed store into the session's
 //!   [`browserpool::Activity`]; no system-clock read.
 //! - **reap tick** ([`OursReap`]): one [`Lifecycle::handle_timeout`] plus draining
-//!   [`Lifecycle::poll_action`] (an `Ending` and a `Kill` per reaped session) on a machine
+//!   [`Lifecycle::poll_action`] (one `Ending`, which carries the first kill, per reaped
+//!   session) on a machine
 //!   tracking `n` live sessions. What the backend then does (kill the process tree, remove
 //!   the directory) is not measured; the `Gone`/`DirRemoved` reports and the relaunch of
 //!   replacements happen in the unmeasured restore.
@@ -191,7 +192,7 @@ impl ReapFixture for OursReap {
         let before = self.reaped.len();
         self.m.handle_timeout(self.tick_at[g]);
         while let Some(a) = self.m.poll_action() {
-            if let Action::Kill { id, .. } = a {
+            if let Action::Ending { id, .. } = a {
                 self.reaped.push((g, id));
             }
         }
@@ -204,7 +205,7 @@ impl ReapFixture for OursReap {
         self.m.handle_timeout(self.tick_at[0]);
         let mut reaped = 0;
         while let Some(a) = self.m.poll_action() {
-            if matches!(a, Action::Kill { .. }) {
+            if matches!(a, Action::Ending { .. }) {
                 reaped += 1;
             }
         }
@@ -270,7 +271,7 @@ impl OursEvict {
         self.m.acquire(now, None);
         let mut victim = None;
         while let Some(a) = self.m.poll_action() {
-            if let Action::Kill { id, .. } = a {
+            if let Action::Ending { id, .. } = a {
                 victim = Some(id);
             }
         }

@@ -357,7 +357,7 @@ fn observe(timeline: Timeline) -> impl Fn(&Action) + Send + Sync + 'static {
         let now = Instant::now();
         let mut t = timeline.lock().unwrap();
         match a {
-            Action::Ending { id, reason } => {
+            Action::Ending { id, reason, .. } => {
                 let m = t.entry(*id).or_default();
                 m.reason = Some(reason_name(reason));
                 m.ending = Some(now);

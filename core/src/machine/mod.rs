@@ -92,13 +92,14 @@ pub enum Input {
         /// How it exited.
         exit: String,
     },
-    /// After a [`Action::Kill`], no live process of the tree remains.
+    /// After an [`Action::Ending`] or [`Action::Kill`], no live process of the tree
+    /// remains.
     Gone {
         /// The session.
         id: SessionId,
     },
-    /// After [`Action::Kill`] number `attempt`, the tree was still alive when `wait` ran
-    /// out.
+    /// After kill number `attempt` (1: the [`Action::Ending`]; 2 and up: an
+    /// [`Action::Kill`]), the tree was still alive when `wait` ran out.
     KillTimedOut {
         /// The session.
         id: SessionId,
@@ -153,21 +154,35 @@ pub enum Action {
         /// The new session.
         id: SessionId,
     },
-    /// Teardown has begun; callers using `id` from now on get `reason`.
+    /// Teardown has begun: callers using `id` from now on get `reason`. This is also the
+    /// teardown's first kill: stop the process tree at `stage`, then wait up to `wait`
+    /// for it to be gone; report [`Input::Gone`] or [`Input::KillTimedOut`] with
+    /// `attempt: 1`.
+    ///
+    /// Exactly once per session whose teardown begins after it went live; a session that
+    /// never went live (its launch failed or was cancelled) gets no `Ending`. One action
+    /// carries both so that a reap of many sessions queues one action per session.
     Ending {
         /// The session.
         id: SessionId,
         /// Why it ends.
         reason: EndReason,
+        /// How hard the first kill is ([`KillStage::Force`] for a crashed browser or a
+        /// zero `kill_grace`).
+        stage: KillStage,
+        /// How long to wait for the tree to be gone.
+        wait: Duration,
     },
-    /// Stop the process tree at `stage`, then wait up to `wait` for it to be gone;
-    /// report [`Input::Gone`] or [`Input::KillTimedOut`] with this `attempt`.
+    /// A further kill of a tree still alive after the previous one
+    /// ([`Input::KillTimedOut`]): stop it at `stage`, then wait up to `wait`; report
+    /// [`Input::Gone`] or [`Input::KillTimedOut`] with this `attempt`.
     Kill {
         /// The session.
         id: SessionId,
-        /// How hard.
+        /// How hard ([`KillStage::Force`] for every escalation).
         stage: KillStage,
-        /// 1 for the first kill of this teardown; escalations count up.
+        /// 2 for the first escalation (the first kill, attempt 1, is [`Action::Ending`]);
+        /// counts up.
         attempt: u32,
         /// How long to wait for the tree to be gone.
         wait: Duration,
@@ -982,18 +997,14 @@ impl Lifecycle {
             // Counted where detected.
             EndReason::Crashed { .. } | EndReason::LaunchFailed { .. } => {}
         }
-        // Both actions are built before the bookkeeping below and queued after it: a
-        // value built on the stack and copied at once into the queue makes the copy wait
-        // for the stores that built it (a store-forwarding stall per action).
-        let kill = Action::Kill {
-            id,
-            stage,
-            attempt: 1,
-            wait,
-        };
+        // The action is built before the bookkeeping below and queued after it: a value
+        // built on the stack and copied at once into the queue makes the copy wait for the
+        // stores that built it (a store-forwarding stall).
         let ending = Action::Ending {
             id,
             reason: reason.clone(),
+            stage,
+            wait,
         };
         // The reason moves into the state; it becomes the tombstone when the session
         // leaves the table (`on_dir_removed`), so it is stored once while the session is
@@ -1025,7 +1036,6 @@ impl Lifecycle {
         self.stopping += 1;
         self.memory.forget(id);
         self.actions.push_back(ending);
-        self.actions.push_back(kill);
     }
 
     fn on_kill_timed_out(&mut self, now: Timestamp, id: SessionId, attempt: u32) {

@@ -86,7 +86,7 @@ impl H {
         assert!(
             actions
                 .iter()
-                .any(|a| matches!(a, Action::Kill { id: k, .. } if *k == id)),
+                .any(|a| matches!(a, Action::Ending { id: k, .. } if *k == id)),
             "{actions:?}"
         );
         let a = self.feed(Input::Gone { id });
@@ -107,7 +107,7 @@ fn ending(actions: &[Action]) -> Vec<(SessionId, EndReason)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Ending { id, reason } => Some((*id, reason.clone())),
+            Action::Ending { id, reason, .. } => Some((*id, reason.clone())),
             _ => None,
         })
         .collect()
@@ -472,12 +472,16 @@ fn kill_escalates_and_never_forgets_a_stuck_tree() {
     let id = h.live();
     h.m.destroy(h.now, id).unwrap();
     let a = h.drain();
-    assert!(a.contains(&Action::Kill {
-        id,
-        stage: KillStage::Graceful,
-        attempt: 1,
-        wait: Duration::from_millis(200)
-    }));
+    assert_eq!(
+        a,
+        vec![Action::Ending {
+            id,
+            reason: EndReason::Destroyed,
+            stage: KillStage::Graceful,
+            wait: Duration::from_millis(200)
+        }],
+        "one action begins the teardown and carries the first kill"
+    );
     let a = h.feed(Input::KillTimedOut { id, attempt: 1 });
     assert_eq!(
         a,
@@ -589,7 +593,7 @@ fn crash_is_torn_down_with_a_forced_kill_and_explained() {
     assert_eq!(ending(&a), vec![(id, reason.clone())]);
     assert!(a.iter().any(|x| matches!(
         x,
-        Action::Kill {
+        Action::Ending {
             stage: KillStage::Force,
             ..
         }

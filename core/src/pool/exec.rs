@@ -167,10 +167,23 @@ impl<L: ProcessLauncher> Inner<L> {
                         }
                     }
                 }
-                Action::Ending { id, .. } => {
-                    if let Some(w) = st.slots.get_mut(&id).and_then(|s| s.watcher.take()) {
-                        w.abort();
-                    }
+                Action::Ending {
+                    id, stage, wait, ..
+                } => {
+                    let slot = st.slots.get_mut(&id);
+                    let process = slot.and_then(|s| {
+                        if let Some(w) = s.watcher.take() {
+                            w.abort();
+                        }
+                        s.process.clone()
+                    });
+                    work.push(Work::Kill {
+                        id,
+                        process,
+                        stage,
+                        attempt: 1,
+                        wait,
+                    });
                 }
                 Action::Kill {
                     id,
@@ -439,9 +452,13 @@ impl<L: ProcessLauncher> Inner<L> {
                 }
                 match action {
                     Action::Ending { id, .. } => {
-                        if let Some(w) = st.slots.get_mut(&id).and_then(|s| s.watcher.take()) {
-                            w.abort();
-                        }
+                        let process = st.slots.get_mut(&id).and_then(|s| {
+                            if let Some(w) = s.watcher.take() {
+                                w.abort();
+                            }
+                            s.process.take()
+                        });
+                        kills.push((id, process));
                     }
                     Action::Kill { id, .. } => {
                         let process = st.slots.get_mut(&id).and_then(|s| s.process.take());

@@ -162,10 +162,12 @@ impl World {
                     );
                     self.pending.push(Pending::Launch(id));
                 }
-                Action::Ending { id, reason } => {
+                Action::Ending { id, reason, .. } => {
                     prop_assert!(self.issued.contains(&id), "Ending names unknown {id}");
                     *self.endings.entry(id).or_default() += 1;
                     prop_assert_eq!(self.endings[&id], 1, "{} torn down twice", id);
+                    // The first kill of the teardown travels with its beginning.
+                    self.pending.push(Pending::Kill(id, 1));
                     let chosen_by_pool = matches!(
                         reason,
                         EndReason::Evicted
@@ -193,6 +195,12 @@ impl World {
                 }
                 Action::Kill { id, attempt, .. } => {
                     prop_assert!(self.issued.contains(&id), "Kill names unknown {id}");
+                    prop_assert!(
+                        attempt >= 2 && self.endings.contains_key(&id),
+                        "Kill {} attempt {} is not an escalation of a teardown begun",
+                        id,
+                        attempt
+                    );
                     self.pending.push(Pending::Kill(id, attempt));
                 }
                 Action::RemoveDir { id, .. } => {

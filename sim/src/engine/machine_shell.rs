@@ -33,7 +33,15 @@ impl Sim<'_> {
                     self.do_launch(id, dir);
                 }
             }
-            Action::Ending { id, reason } => self.ending(id, &reason),
+            Action::Ending {
+                id,
+                reason,
+                stage,
+                wait,
+            } => {
+                self.ending(id, &reason);
+                self.do_kill(id, stage, 1, wait);
+            }
             Action::Kill {
                 id,
                 stage,

@@ -446,13 +446,20 @@ impl Sim<'_> {
                         },
                     );
                 }
-                Action::Ending { id, reason } => self.ending(id, &reason),
+                Action::Ending {
+                    id, reason, stage, ..
+                } => {
+                    self.ending(id, &reason);
+                    self.tr(Tr::Kill {
+                        id: id.0,
+                        force: stage == browserpool::KillStage::Force,
+                        attempt: 1,
+                    });
+                }
                 Action::Kill {
                     id, stage, attempt, ..
                 } => {
-                    if attempt > 1 {
-                        self.coverage.kill_escalations += 1;
-                    }
+                    self.coverage.kill_escalations += 1;
                     self.tr(Tr::Kill {
                         id: id.0,
                         force: stage == browserpool::KillStage::Force,
