@@ -19,7 +19,7 @@
 //!  acquire ──► Launching ──Launched──► Live ──(destroy | idle | evict | retire |
 //!                 │                     │      owner released | crash | shutdown)
 //!           LaunchFailed                ▼
-//!                 │                 Stopping ── Kill{Graceful?} → Kill{Force} × n ──Gone──┐
+//!                 │                 Stopping ── Ending{Graceful?} → Kill{Force} × n ─Gone─┐
 //!                 ▼                                                                       ▼
 //!             Removing ◄──────────────────────────────────────────────────────────── Removing
 //!                 │ RemoveDir ─ DirRemoved ─► Finished (slot, tombstone, one event)

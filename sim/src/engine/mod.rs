@@ -168,7 +168,8 @@ impl RunOptions {
 pub struct Sabotage {
     /// Report `Gone` right after sending a kill, without waiting for the tree to die.
     pub premature_gone: bool,
-    /// Never signal anything on `Kill`, but report `Gone`.
+    /// Never signal anything on a kill (`Ending`'s first one or a `Kill`), but report
+    /// `Gone`.
     pub kill_does_nothing: bool,
     /// Before the real startup sweep, kill whatever PID each prefixed directory's
     /// `SingletonLock` names (trusting a PID alone).
