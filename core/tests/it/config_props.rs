@@ -136,14 +136,18 @@ fn config() -> impl Strategy<Value = PoolConfig> {
 }
 
 /// A short life of a pool with this (valid) config, bounded in simulated time by a
-/// multiple of its tick so that a 1 ms tick does not make the test wake millions of times.
+/// multiple of the shortest period anything in the pool wakes at: the tick (the reaper)
+/// and the memory sampler's interval. So a 1 ms tick does not make the test wake millions
+/// of times, and neither does a 100 ms sampler under a tick of months (paused time still
+/// costs real time per wake: about 2 µs here, and 200 days of 100 ms samples took
+/// minutes in one CI run before the sampler's interval was part of the bound).
 fn short_life(config: PoolConfig, idle_for: Duration, grace: Duration) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
         .unwrap();
-    let bound = config.tick.saturating_mul(200);
+    let bound = config.tick.min(config.memory_interval).saturating_mul(200);
     rt.block_on(async move {
         let within = |d: Duration| d.min(bound);
         let pool = Pool::builder(config, FakeLauncher::new())
