@@ -7,10 +7,9 @@
 //!   [`browserpool::Activity`]; no system-clock read.
 //! - **reap tick** ([`OursReap`]): one [`Lifecycle::handle_timeout`] plus draining
 //!   [`Lifecycle::poll_action`] (one `Ending`, which carries the first kill, per reaped
-//!   session) on a machine
-//!   tracking `n` live sessions. What the backend then does (kill the process tree, remove
-//!   the directory) is not measured; the `Gone`/`DirRemoved` reports and the relaunch of
-//!   replacements happen in the unmeasured restore.
+//!   session) on a machine tracking `n` live sessions. What the backend then does (kill
+//!   the process tree, remove the directory) is not measured; the `Gone`/`DirRemoved`
+//!   reports and the relaunch of replacements happen in the unmeasured restore.
 //! - **evict** ([`OursEvict`]): at capacity under [`CapacityPolicy::EvictLru`]: `acquire`
 //!   (queues the request, chooses the least-recently-active idle victim, begins its
 //!   teardown), then the shell's reports as a backend with zero kill time would send them:

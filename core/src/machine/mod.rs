@@ -159,9 +159,10 @@ pub enum Action {
     /// for it to be gone; report [`Input::Gone`] or [`Input::KillTimedOut`] with
     /// `attempt: 1`.
     ///
-    /// Exactly once per session whose teardown begins after it went live; a session that
-    /// never went live (its launch failed or was cancelled) gets no `Ending`. One action
-    /// carries both so that a reap of many sessions queues one action per session.
+    /// Exactly once per session that went live, when its teardown begins (a launch that
+    /// completes after its request was cancelled, or after shutdown began, goes live and
+    /// is torn down at once); a session whose launch failed gets none. One action carries
+    /// both so that a reap of many sessions queues one action per session.
     Ending {
         /// The session.
         id: SessionId,
