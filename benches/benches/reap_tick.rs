@@ -1,7 +1,8 @@
 //! `reap_tick`: one reaper tick with `k` expired sessions among `n`, without backend kill
 //! time. Groups `reap_tick/k<k>`, functions `ours/<n>`, `naive/<n>`, `moka/<n>`:
-//! - `ours`: `Lifecycle::handle_timeout(now)` + draining `poll_action()` (one `Ending`,
-//!   which carries the first kill, per reaped session); ticks of successive generations are timed in chunks,
+//! - `ours`: `Lifecycle::handle_timeout(now)` + draining `poll_action()` (one `Reaped`
+//!   naming every reaped session with its first kill, an `Ending` when there is one) and
+//!   reading out the reaped ids; ticks of successive generations are timed in chunks,
 //!   replacements relaunched between chunks unmeasured (see `ReapFixture`);
 //! - `naive`: lock the map, scan all `n` entries, remove the `k` expired ones;
 //! - `moka`: one `run_pending_tasks()` when exactly `k` entries are past their

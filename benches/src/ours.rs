@@ -6,8 +6,9 @@
 //!   [`browserpool::CoarseClock`] and one relaxed store into the session's
 //!   [`browserpool::Activity`]; no system-clock read.
 //! - **reap tick** ([`OursReap`]): one [`Lifecycle::handle_timeout`] plus draining
-//!   [`Lifecycle::poll_action`] (one `Ending`, which carries the first kill, per reaped
-//!   session) on a machine tracking `n` live sessions. What the backend then does (kill
+//!   [`Lifecycle::poll_action`] (one `Reaped` naming every reaped session with its first
+//!   kill, or an `Ending` when one session is reaped) and reading out the ids of the
+//!   reaped sessions, on a machine tracking `n` live sessions. What the backend then does (kill
 //!   the process tree, remove the directory) is not measured; the `Gone`/`DirRemoved`
 //!   reports and the relaunch of replacements happen in the unmeasured restore.
 //! - **evict** ([`OursEvict`]): at capacity under [`CapacityPolicy::EvictLru`]: `acquire`
@@ -191,8 +192,12 @@ impl ReapFixture for OursReap {
         let before = self.reaped.len();
         self.m.handle_timeout(self.tick_at[g]);
         while let Some(a) = self.m.poll_action() {
-            if let Action::Ending { id, .. } = a {
-                self.reaped.push((g, id));
+            match a {
+                Action::Ending { id, .. } => self.reaped.push((g, id)),
+                Action::Reaped { sessions, .. } => {
+                    self.reaped.extend(sessions.iter().map(|&(id, _)| (g, id)));
+                }
+                _ => {}
             }
         }
         self.reaped.len() - before
@@ -204,9 +209,7 @@ impl ReapFixture for OursReap {
         self.m.handle_timeout(self.tick_at[0]);
         let mut reaped = 0;
         while let Some(a) = self.m.poll_action() {
-            if matches!(a, Action::Ending { .. }) {
-                reaped += 1;
-            }
+            reaped += a.endings().count();
         }
         reaped
     }

@@ -92,7 +92,9 @@ pub use error::{
 };
 pub use fs::OsFilesystem;
 pub use lease::{Lease, OpGuard, OwnedOpGuard};
-pub use machine::{Action, Input, Lifecycle, MachineStats, Phase, SessionInfo, Ticket};
+pub use machine::{
+    Action, Input, Lifecycle, MachineStats, Phase, SessionInfo, TeardownBegun, Ticket,
+};
 pub use pool::{Pool, PoolBuilder, ShutdownReport};
 pub use session::{
     Activity, ActivityRef, EndReason, MemoryLimit, OwnerKey, RetireCause, SessionId,

@@ -357,10 +357,12 @@ fn observe(timeline: Timeline) -> impl Fn(&Action) + Send + Sync + 'static {
         let now = Instant::now();
         let mut t = timeline.lock().unwrap();
         match a {
-            Action::Ending { id, reason, .. } => {
-                let m = t.entry(*id).or_default();
-                m.reason = Some(reason_name(reason));
-                m.ending = Some(now);
+            Action::Ending { .. } | Action::Reaped { .. } => {
+                for e in a.endings() {
+                    let m = t.entry(e.id).or_default();
+                    m.reason = Some(reason_name(&e.reason));
+                    m.ending = Some(now);
+                }
             }
             Action::RemoveDir { id, .. } => {
                 t.entry(*id).or_default().remove_dir.get_or_insert(now);

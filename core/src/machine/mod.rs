@@ -26,6 +26,9 @@
 //!                 └─ RemoveFailed ─► Finished{dir_removed: false}, retried with backoff forever
 //! ```
 //!
+//! `Ending` begins one teardown; the idle sessions one reap ends are handed over
+//! together in one [`Action::Reaped`], which stands for an `Ending` each.
+//!
 //! A session counts against `max_browsers` from `acquire` until its processes are
 //! `Gone`, so `max_browsers` bounds live process trees, not map entries.
 //!
@@ -159,10 +162,11 @@ pub enum Action {
     /// for it to be gone; report [`Input::Gone`] or [`Input::KillTimedOut`] with
     /// `attempt: 1`.
     ///
-    /// Exactly once per session that went live, when its teardown begins (a launch that
-    /// completes after its request was cancelled, or after shutdown began, goes live and
-    /// is torn down at once); a session whose launch failed gets none. One action carries
-    /// both so that a reap of many sessions queues one action per session.
+    /// Every session that went live is named exactly once, when its teardown begins, by
+    /// an `Ending` or (idle sessions reaped together) in one [`Action::Reaped`], which
+    /// stands for an `Ending` each. A launch that completes after its request was
+    /// cancelled, or after shutdown began, goes live and is torn down at once; a session
+    /// whose launch failed gets none.
     Ending {
         /// The session.
         id: SessionId,
@@ -172,6 +176,25 @@ pub enum Action {
         /// zero `kill_grace`).
         stage: KillStage,
         /// How long to wait for the tree to be gone.
+        wait: Duration,
+    },
+    /// Teardown has begun for the idle sessions one reap reaped: for each
+    /// `(id, idle_for)` of `sessions`, in order, exactly what an [`Action::Ending`] with
+    /// that `id`, reason [`EndReason::IdleReaped`]` { idle_for }`, this `stage` and this
+    /// `wait` means (and [`Action::endings`] lists them as such).
+    ///
+    /// A [`Lifecycle::handle_timeout`] that reaps two or more idle sessions queues one of
+    /// these for all of them, in place of one `Ending` each, so that reaping many
+    /// sessions costs the machine one action; one that reaps a single session queues an
+    /// `Ending`. Each session is named once, in one `Ending` or one `Reaped`, never both.
+    Reaped {
+        /// The reaped sessions and how long each had been idle, in the order they were
+        /// reaped (least recently active first).
+        sessions: Vec<(SessionId, Duration)>,
+        /// How hard the first kill is (the same for every idle session:
+        /// [`KillStage::Force`] only with a zero `kill_grace`).
+        stage: KillStage,
+        /// How long to wait for each tree to be gone.
         wait: Duration,
     },
     /// A further kill of a tree still alive after the previous one
@@ -214,6 +237,59 @@ pub enum Action {
         /// Whether the directory is gone.
         dir_removed: bool,
     },
+}
+
+/// One teardown that an action begins, as [`Action::endings`] lists it: the fields of an
+/// [`Action::Ending`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TeardownBegun {
+    /// The session.
+    pub id: SessionId,
+    /// Why it ends.
+    pub reason: EndReason,
+    /// How hard the first kill is.
+    pub stage: KillStage,
+    /// How long to wait for the tree to be gone after that kill.
+    pub wait: Duration,
+}
+
+impl Action {
+    /// The teardowns this action begins, in order: one for [`Action::Ending`], one per
+    /// session for [`Action::Reaped`], none for every other action. A shell that handles
+    /// both the same way matches either and walks this.
+    pub fn endings(&self) -> impl Iterator<Item = TeardownBegun> + '_ {
+        let (one, many, stage, wait) = match self {
+            Action::Ending {
+                id,
+                reason,
+                stage,
+                wait,
+            } => (
+                Some(TeardownBegun {
+                    id: *id,
+                    reason: reason.clone(),
+                    stage: *stage,
+                    wait: *wait,
+                }),
+                &[][..],
+                *stage,
+                *wait,
+            ),
+            Action::Reaped {
+                sessions,
+                stage,
+                wait,
+            } => (None, &sessions[..], *stage, *wait),
+            _ => (None, &[][..], KillStage::Force, Duration::ZERO),
+        };
+        one.into_iter()
+            .chain(many.iter().map(move |&(id, idle_for)| TeardownBegun {
+                id,
+                reason: EndReason::IdleReaped { idle_for },
+                stage,
+                wait,
+            }))
+    }
 }
 
 #[derive(Debug)]
@@ -309,6 +385,9 @@ pub struct Lifecycle {
     totals: Totals,
     spares: Spares,
     memory: MemoryBook,
+    /// The sessions the reap in progress has reaped (see [`Action::Reaped`]); empty
+    /// between reaps, kept for its capacity.
+    reaped: Vec<(SessionId, Duration)>,
 }
 
 impl Lifecycle {
@@ -343,6 +422,7 @@ impl Lifecycle {
             totals: Totals::default(),
             spares: Spares::default(),
             memory: MemoryBook::default(),
+            reaped: Vec::new(),
         })
     }
 
@@ -960,68 +1040,71 @@ impl Lifecycle {
         self.teardown_inline(now, id, reason);
     }
 
-    /// [`Lifecycle::teardown`], inlined into the reap and eviction loops: there the
-    /// reason's variant is known, so its clones below are plain copies.
+    /// [`Lifecycle::teardown`], inlined into the eviction loop: there the reason's
+    /// variant is known, so its clone below is a plain copy.
     #[inline(always)]
     fn teardown_inline(&mut self, _now: Timestamp, id: SessionId, reason: EndReason) {
+        if let Some((stage, wait)) = self.begin_teardown(id, &reason) {
+            self.actions.push_back(Action::Ending {
+                id,
+                reason,
+                stage,
+                wait,
+            });
+        }
+    }
+
+    /// The first kill of a live session ending for `reason`: forced for a crashed browser
+    /// (it has nothing left to close gracefully) or with a zero `kill_grace`.
+    #[inline(always)]
+    fn first_kill(&self, reason: &EndReason) -> (KillStage, Duration) {
         let grace = self.config.kill_grace;
-        let kill_timeout = self.config.kill_timeout;
-        let Some(mut e) = self.table.get_mut(id) else {
-            return;
-        };
+        if grace.is_zero() || matches!(reason, EndReason::Crashed { .. }) {
+            (KillStage::Force, self.config.kill_timeout)
+        } else {
+            (KillStage::Graceful, grace)
+        }
+    }
+
+    /// Everything a teardown of live session `id` does but telling the shell: the state
+    /// change (the reason is stored once, in the state, and becomes the tombstone when
+    /// the session leaves the table), the cell marked ended, the counters, and the
+    /// session taken out of the activity index, the timers, the owner map, the spares and
+    /// the memory book. Returns the first kill, or `None` (and changes nothing) when `id`
+    /// is not live. The caller queues the [`Action::Ending`] or adds the session to an
+    /// [`Action::Reaped`].
+    #[inline(always)]
+    fn begin_teardown(
+        &mut self,
+        id: SessionId,
+        reason: &EndReason,
+    ) -> Option<(KillStage, Duration)> {
+        let (stage, wait) = self.first_kill(reason);
+        let mut e = self.table.get_mut(id)?;
         // Testing the state itself (not the hot tag that mirrors it) tells the compiler
         // that the state replaced below (Live) owns nothing to drop.
         if !matches!(e.cold.state, State::Live) {
-            return;
+            return None;
         }
-        debug_assert_eq!(e.hot.tag, Tag::Live, "the hot tag mirrors the state");
-        let spare = self.spares.forget(id);
-        if spare {
-            tracing::info!(session = %id, reason = reason.label(), "spare ends unused");
-        }
-        let crashed = matches!(reason, EndReason::Crashed { .. });
-        // A crashed browser has nothing left to close gracefully.
-        let (stage, wait) = if grace.is_zero() || crashed {
-            (KillStage::Force, kill_timeout)
-        } else {
-            (KillStage::Graceful, grace)
-        };
-        match &reason {
-            EndReason::Destroyed => self.totals.destroyed += 1,
-            EndReason::IdleReaped { .. } => self.totals.reaped += 1,
-            EndReason::Evicted => self.totals.evicted += 1,
-            EndReason::Retired(_) => self.totals.retired += 1,
-            EndReason::OwnerReleased => self.totals.owner_released += 1,
-            EndReason::Shutdown => self.totals.shutdown += 1,
-            EndReason::Abandoned => self.totals.abandoned += 1,
-            EndReason::Memory { .. } => self.totals.memory += 1,
-            // Counted where detected.
-            EndReason::Crashed { .. } | EndReason::LaunchFailed { .. } => {}
-        }
-        // The action is built before the bookkeeping below and queued after it: a value
-        // built on the stack and copied at once into the queue makes the copy wait for the
-        // stores that built it (a store-forwarding stall).
-        let ending = Action::Ending {
-            id,
-            reason: reason.clone(),
-            stage,
-            wait,
-        };
-        // The reason moves into the state; it becomes the tombstone when the session
-        // leaves the table (`on_dir_removed`), so it is stored once while the session is
-        // tracked.
-        e.set_state(State::Stopping {
-            reason,
-            attempt: 1,
-            stage,
-            stalled: false,
-        });
-        e.hot.activity.mark_ended();
-        let placed = std::mem::replace(&mut e.hot.placed, Placed::No);
-        let key = e.hot.key;
-        let retire_at = e.cold.retire_at.take();
-        let release = e.cold.release.take();
-        let owner = e.cold.owner.take();
+        count_ending(&mut self.totals, reason);
+        let label = reason.label();
+        let left = stop_entry(&mut e, reason.clone(), stage);
+        self.forget_ending(id, label, left);
+        Some((stage, wait))
+    }
+
+    /// The last part of [`Lifecycle::begin_teardown`], once [`stop_entry`] has changed
+    /// the session's slot: the session's entries outside the table. `label` names the
+    /// reason (for the log).
+    #[inline(always)]
+    fn forget_ending(&mut self, id: SessionId, label: &'static str, left: LeftBehind) {
+        let LeftBehind {
+            placed,
+            key,
+            retire_at,
+            release,
+            owner,
+        } = left;
         if placed != Placed::No {
             self.by_activity.remove(key, id, placed, &self.table);
         }
@@ -1034,9 +1117,11 @@ impl Lifecycle {
         if owner.is_some() {
             self.forget_owner(id, owner);
         }
+        if self.spares.forget(id) {
+            tracing::info!(session = %id, reason = label, "spare ends unused");
+        }
         self.stopping += 1;
         self.memory.forget(id);
-        self.actions.push_back(ending);
     }
 
     fn on_kill_timed_out(&mut self, now: Timestamp, id: SessionId, attempt: u32) {
@@ -1304,11 +1389,56 @@ impl Lifecycle {
         self.teardown(now, id, reason);
     }
 
+    /// Reap the idle sessions: each is torn down at once, and all of them are handed to
+    /// the shell in one [`Action::Reaped`] (an [`Action::Ending`] when there is one).
     fn reap_idle(&mut self, now: Timestamp) {
         if self.idle_ms.is_none() {
             return;
         }
+        let mut reaped = std::mem::take(&mut self.reaped);
+        self.reap_into(now, &mut reaped);
+        match reaped.len() {
+            0 => {}
+            1 => {
+                let (id, idle_for) = reaped[0];
+                let reason = EndReason::IdleReaped { idle_for };
+                let (stage, wait) = self.first_kill(&reason);
+                self.actions.push_back(Action::Ending {
+                    id,
+                    reason,
+                    stage,
+                    wait,
+                });
+                reaped.clear();
+            }
+            n => {
+                let (stage, wait) = self.first_kill(&EndReason::IdleReaped {
+                    idle_for: Duration::ZERO,
+                });
+                // The batch moves into the action; the next reap starts with room for as
+                // many (at most `REAPED_KEPT`, so one huge reap does not pin its buffer).
+                let sessions =
+                    std::mem::replace(&mut reaped, Vec::with_capacity(n.min(REAPED_KEPT)));
+                self.actions.push_back(Action::Reaped {
+                    sessions,
+                    stage,
+                    wait,
+                });
+            }
+        }
+        self.reaped = reaped;
+    }
+
+    /// [`Lifecycle::reap_idle`]'s loop: tears the idle sessions down and adds them to
+    /// `reaped`.
+    #[inline(always)]
+    fn reap_into(&mut self, now: Timestamp, reaped: &mut Vec<(SessionId, Duration)>) {
         let expired = IdleCutoff::new(self.idle_ms, self.grid_ms, now);
+        let (stage, _) = self.first_kill(&EndReason::IdleReaped {
+            idle_for: Duration::ZERO,
+        });
+        // The last stamp seen and the idle time it gives.
+        let mut last = (Timestamp::MAX, Duration::ZERO);
         // Each indexed session is taken out at most once per tick: it is torn down,
         // handed to the retirement check, or re-armed at a key that is not past (see
         // `victim_loop_stuck`).
@@ -1319,11 +1449,11 @@ impl Lifecycle {
             else {
                 return;
             };
-            let Some(h) = self.table.hot_mut(id) else {
+            let Some(mut e) = self.table.get_mut(id) else {
                 continue;
             };
-            h.placed = Placed::No;
-            let a = &h.activity;
+            e.hot.placed = Placed::No;
+            let a = &e.hot.activity;
             let real = a.last_active();
             // A busy session is re-armed as if active now; once its operation ends its
             // stamp is at least `now`, so the LRU order stays sound. One touched since its
@@ -1338,17 +1468,30 @@ impl Lifecycle {
                 None
             };
             if let Some(k) = rekey {
-                h.key = k;
-                h.placed = self.by_activity.insert(k, id);
+                e.hot.key = k;
+                e.hot.placed = self.by_activity.insert(k, id);
                 continue;
             }
-            let idle_for = now.saturating_since(real);
             if self.config.max_uses.is_some_and(|m| a.uses() >= m) {
                 self.check_retire(now, id);
                 continue;
             }
+            // `begin_teardown` with the slot already in hand.
+            if !matches!(e.cold.state, State::Live) {
+                continue;
+            }
+            // Sessions leave the index in stamp order and stamps are coarse (one value per
+            // clock tick), so runs of reaped sessions share a stamp: the millisecond to
+            // `Duration` conversion (a division) is done once per run.
+            if real != last.0 {
+                last = (real, now.saturating_since(real));
+            }
+            let idle_for = last.1;
             tracing::info!(session = %id, idle_for = ?idle_for, "reaping idle session");
-            self.teardown_inline(now, id, EndReason::IdleReaped { idle_for });
+            self.totals.reaped += 1;
+            let left = stop_entry(&mut e, EndReason::IdleReaped { idle_for }, stage);
+            self.forget_ending(id, "idle", left);
+            reaped.push((id, idle_for));
         }
         self.victim_loop_stuck("reap_idle");
     }
@@ -1698,6 +1841,60 @@ impl IdleCutoff {
             || idle_deadline(self.idle_ms, self.grid_ms, key) <= self.now
     }
 }
+
+/// What a live session's slot referred to outside the table when [`stop_entry`] ended
+/// it: its activity-index entry, its retirement and release timers, its owner.
+struct LeftBehind {
+    placed: Placed,
+    key: Timestamp,
+    retire_at: Option<Timestamp>,
+    release: Option<Release>,
+    owner: Option<OwnerKey>,
+}
+
+/// Count a teardown for `reason` in `totals`.
+#[inline(always)]
+fn count_ending(totals: &mut Totals, reason: &EndReason) {
+    match reason {
+        EndReason::Destroyed => totals.destroyed += 1,
+        EndReason::IdleReaped { .. } => totals.reaped += 1,
+        EndReason::Evicted => totals.evicted += 1,
+        EndReason::Retired(_) => totals.retired += 1,
+        EndReason::OwnerReleased => totals.owner_released += 1,
+        EndReason::Shutdown => totals.shutdown += 1,
+        EndReason::Abandoned => totals.abandoned += 1,
+        EndReason::Memory { .. } => totals.memory += 1,
+        // Counted where detected.
+        EndReason::Crashed { .. } | EndReason::LaunchFailed { .. } => {}
+    }
+}
+
+/// The part of a teardown (see `Lifecycle::begin_teardown`) on the session's slot alone,
+/// for a session the caller found live: move it to `Stopping` for `reason` with a first
+/// kill at `stage`, mark its cell ended, and take out what the rest of the machine must
+/// forget. The reason is taken by value so that it is written straight into the slot.
+#[inline(always)]
+fn stop_entry(e: &mut table::Entry<'_>, reason: EndReason, stage: KillStage) -> LeftBehind {
+    debug_assert_eq!(e.hot.tag, Tag::Live, "only a live session is stopped");
+    e.set_state(State::Stopping {
+        reason,
+        attempt: 1,
+        stage,
+        stalled: false,
+    });
+    e.hot.activity.mark_ended();
+    LeftBehind {
+        placed: std::mem::replace(&mut e.hot.placed, Placed::No),
+        key: e.hot.key,
+        retire_at: e.cold.retire_at.take(),
+        release: e.cold.release.take(),
+        owner: e.cold.owner.take(),
+    }
+}
+
+/// The most sessions whose room [`Lifecycle::reap_idle`] keeps between reaps (24 bytes
+/// each).
+const REAPED_KEPT: usize = 4096;
 
 /// The idle deadline for a session last active at `key`, rounded up to the reap-interval
 /// grid so reaps coalesce: always in `[key + idle, key + idle + reap_interval)`.

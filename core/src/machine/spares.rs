@@ -99,6 +99,10 @@ impl Spares {
     /// ready spare (most pools) the search ends at once.
     #[inline]
     pub(super) fn forget(&mut self, id: SessionId) -> bool {
+        // Tested here so that the common case (no spare) inlines into every teardown.
+        if self.ready.is_empty() {
+            return false;
+        }
         remove_first(&mut self.ready, |&(s, _)| s == id)
     }
 

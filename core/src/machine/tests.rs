@@ -84,9 +84,7 @@ impl H {
     /// Complete a teardown that has just been started; returns its reason.
     fn complete(&mut self, actions: &[Action], id: SessionId) -> EndReason {
         assert!(
-            actions
-                .iter()
-                .any(|a| matches!(a, Action::Ending { id: k, .. } if *k == id)),
+            actions.iter().any(|a| a.endings().any(|e| e.id == id)),
             "{actions:?}"
         );
         let a = self.feed(Input::Gone { id });
@@ -106,10 +104,7 @@ impl H {
 fn ending(actions: &[Action]) -> Vec<(SessionId, EndReason)> {
     actions
         .iter()
-        .filter_map(|a| match a {
-            Action::Ending { id, reason, .. } => Some((*id, reason.clone())),
-            _ => None,
-        })
+        .flat_map(|a| a.endings().map(|e| (e.id, e.reason)))
         .collect()
 }
 
@@ -243,6 +238,81 @@ fn idle_session_is_reaped_on_the_grid_not_before() {
     );
     assert_eq!(h.m.totals().reaped, 1);
     assert!(h.m.is_empty());
+}
+
+#[test]
+fn a_reap_of_several_sessions_is_one_reaped_action_in_stamp_order() {
+    let mut h = H::new(PoolConfig {
+        max_browsers: 5,
+        kill_grace: Duration::from_secs(2),
+        ..cfg()
+    });
+    let a = h.live();
+    let b = h.live();
+    let c = h.live();
+    let d = h.live();
+    let busy = h.live();
+    // Stamps 2 s, 1 s, 1 s, 3 s: idle for 10 s at 13 s, one busy throughout.
+    h.m.activity(a).unwrap().touch(Timestamp(2 * S));
+    h.m.activity(b).unwrap().touch(Timestamp(S));
+    h.m.activity(c).unwrap().touch(Timestamp(S));
+    h.m.activity(d).unwrap().touch(Timestamp(3 * S));
+    h.m.activity(busy).unwrap().begin_op(Timestamp(0));
+    let cells: Vec<ActivityRef> = [a, b, c, d]
+        .iter()
+        .map(|&id| h.m.activity(id).unwrap().clone())
+        .collect();
+    // At 10 s all five keys are due; the touched ones are re-armed, the busy one too.
+    h.at(10 * S);
+    assert!(h.tick().is_empty());
+    h.at(13 * S);
+    let acts = h.tick();
+    let secs = Duration::from_secs;
+    assert_eq!(
+        acts,
+        vec![Action::Reaped {
+            sessions: vec![(b, secs(12)), (c, secs(12)), (a, secs(11)), (d, secs(10))],
+            stage: KillStage::Graceful,
+            wait: h.m.config().kill_grace,
+        }]
+    );
+    // Each is torn down exactly as an `Ending` would have it.
+    assert_eq!(
+        ending(&acts),
+        vec![
+            (b, EndReason::IdleReaped { idle_for: secs(12) }),
+            (c, EndReason::IdleReaped { idle_for: secs(12) }),
+            (a, EndReason::IdleReaped { idle_for: secs(11) }),
+            (d, EndReason::IdleReaped { idle_for: secs(10) }),
+        ]
+    );
+    for (id, why) in ending(&acts) {
+        assert_eq!(h.m.phase(id), Some(Phase::Stopping));
+        assert_eq!(h.m.end_reason(id), Some(&why));
+    }
+    assert!(
+        cells.iter().all(ActivityRef::is_ended),
+        "leases see the end"
+    );
+    assert_eq!(h.m.totals().reaped, 4);
+    assert_eq!(h.m.phase(busy), Some(Phase::Live));
+    h.m.check_invariants().unwrap();
+    for (id, why) in ending(&acts) {
+        assert_eq!(h.complete(&acts, id), why);
+    }
+    // A reap of one session is an `Ending`, with the same first kill.
+    h.m.activity(busy).unwrap().end_op(Timestamp(13 * S));
+    h.at(23 * S);
+    assert_eq!(
+        h.tick(),
+        vec![Action::Ending {
+            id: busy,
+            reason: EndReason::IdleReaped { idle_for: secs(10) },
+            stage: KillStage::Graceful,
+            wait: h.m.config().kill_grace,
+        }]
+    );
+    h.m.check_invariants().unwrap();
 }
 
 #[test]

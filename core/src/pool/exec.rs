@@ -15,7 +15,7 @@ use crate::backend::{Filesystem, KillStage, LaunchSpec, ProcessLauncher};
 use crate::config::PoolConfig;
 use crate::dropnet::{run_blocking_cleanup, DropNet};
 use crate::error::{AcquireError, BackendError, BackendErrorKind, SessionError};
-use crate::machine::{Action, Input, Lifecycle, Ticket};
+use crate::machine::{Action, Input, Lifecycle, TeardownBegun, Ticket};
 use crate::session::SessionId;
 use crate::time::{Clock, CoarseClock, Timestamp};
 
@@ -167,23 +167,26 @@ impl<L: ProcessLauncher> Inner<L> {
                         }
                     }
                 }
-                Action::Ending {
-                    id, stage, wait, ..
-                } => {
-                    let slot = st.slots.get_mut(&id);
-                    let process = slot.and_then(|s| {
-                        if let Some(w) = s.watcher.take() {
-                            w.abort();
-                        }
-                        s.process.clone()
-                    });
-                    work.push(Work::Kill {
-                        id,
-                        process,
-                        stage,
-                        attempt: 1,
-                        wait,
-                    });
+                Action::Ending { .. } | Action::Reaped { .. } => {
+                    for TeardownBegun {
+                        id, stage, wait, ..
+                    } in action.endings()
+                    {
+                        let slot = st.slots.get_mut(&id);
+                        let process = slot.and_then(|s| {
+                            if let Some(w) = s.watcher.take() {
+                                w.abort();
+                            }
+                            s.process.clone()
+                        });
+                        work.push(Work::Kill {
+                            id,
+                            process,
+                            stage,
+                            attempt: 1,
+                            wait,
+                        });
+                    }
                 }
                 Action::Kill {
                     id,
@@ -451,14 +454,16 @@ impl<L: ProcessLauncher> Inner<L> {
                     observe(&action);
                 }
                 match action {
-                    Action::Ending { id, .. } => {
-                        let process = st.slots.get_mut(&id).and_then(|s| {
-                            if let Some(w) = s.watcher.take() {
-                                w.abort();
-                            }
-                            s.process.take()
-                        });
-                        kills.push((id, process));
+                    Action::Ending { .. } | Action::Reaped { .. } => {
+                        for TeardownBegun { id, .. } in action.endings() {
+                            let process = st.slots.get_mut(&id).and_then(|s| {
+                                if let Some(w) = s.watcher.take() {
+                                    w.abort();
+                                }
+                                s.process.take()
+                            });
+                            kills.push((id, process));
+                        }
                     }
                     Action::Kill { id, .. } => {
                         let process = st.slots.get_mut(&id).and_then(|s| s.process.take());

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use browserpool::{
     AcquireError, Action, ActivityRef, BackendError, BackendErrorKind, CapacityPolicy, EndReason,
-    Input, Lifecycle, MemoryUsage, OwnerKey, Phase, PoolConfig, SessionId, Ticket, Timestamp,
+    Input, Lifecycle, MemoryUsage, OwnerKey, Phase, PoolConfig, SessionId, TeardownBegun, Ticket,
+    Timestamp,
 };
 use proptest::prelude::*;
 
@@ -162,35 +163,51 @@ impl World {
                     );
                     self.pending.push(Pending::Launch(id));
                 }
-                Action::Ending { id, reason, .. } => {
-                    prop_assert!(self.issued.contains(&id), "Ending names unknown {id}");
-                    *self.endings.entry(id).or_default() += 1;
-                    prop_assert_eq!(self.endings[&id], 1, "{} torn down twice", id);
-                    // The first kill of the teardown travels with its beginning.
-                    self.pending.push(Pending::Kill(id, 1));
-                    let chosen_by_pool = matches!(
-                        reason,
-                        EndReason::Evicted
-                            | EndReason::IdleReaped { .. }
-                            | EndReason::Retired(_)
-                            | EndReason::OwnerReleased
-                            | EndReason::Memory { .. }
-                    );
-                    if matches!(reason, EndReason::Memory { .. }) {
+                Action::Ending { .. } | Action::Reaped { .. } => {
+                    if let Action::Reaped { sessions, .. } = &a {
+                        // One action per reap, never for a single session.
                         prop_assert!(
-                            self.cfg.memory_budget.is_some()
-                                || self.cfg.max_session_memory.is_some(),
-                            "{} ended for memory without a memory limit",
-                            id
+                            sessions.len() >= 2,
+                            "Reaped of {} session(s)",
+                            sessions.len()
                         );
                     }
-                    if chosen_by_pool {
-                        prop_assert!(
-                            self.busy.get(&id).copied().unwrap_or(0) == 0,
-                            "{} ended ({:?}) while busy",
-                            id,
-                            reason
+                    for TeardownBegun { id, reason, .. } in a.endings() {
+                        prop_assert_eq!(
+                            self.m.end_reason(id),
+                            Some(&reason),
+                            "{} ends for another reason than its action says",
+                            id
                         );
+                        prop_assert!(self.issued.contains(&id), "Ending names unknown {id}");
+                        *self.endings.entry(id).or_default() += 1;
+                        prop_assert_eq!(self.endings[&id], 1, "{} torn down twice", id);
+                        // The first kill of the teardown travels with its beginning.
+                        self.pending.push(Pending::Kill(id, 1));
+                        let chosen_by_pool = matches!(
+                            reason,
+                            EndReason::Evicted
+                                | EndReason::IdleReaped { .. }
+                                | EndReason::Retired(_)
+                                | EndReason::OwnerReleased
+                                | EndReason::Memory { .. }
+                        );
+                        if matches!(reason, EndReason::Memory { .. }) {
+                            prop_assert!(
+                                self.cfg.memory_budget.is_some()
+                                    || self.cfg.max_session_memory.is_some(),
+                                "{} ended for memory without a memory limit",
+                                id
+                            );
+                        }
+                        if chosen_by_pool {
+                            prop_assert!(
+                                self.busy.get(&id).copied().unwrap_or(0) == 0,
+                                "{} ended ({:?}) while busy",
+                                id,
+                                reason
+                            );
+                        }
                     }
                 }
                 Action::Kill { id, attempt, .. } => {

@@ -33,14 +33,11 @@ impl Sim<'_> {
                     self.do_launch(id, dir);
                 }
             }
-            Action::Ending {
-                id,
-                reason,
-                stage,
-                wait,
-            } => {
-                self.ending(id, &reason);
-                self.do_kill(id, stage, 1, wait);
+            Action::Ending { .. } | Action::Reaped { .. } => {
+                for t in a.endings() {
+                    self.ending(t.id, &t.reason);
+                    self.do_kill(t.id, t.stage, 1, t.wait);
+                }
             }
             Action::Kill {
                 id,

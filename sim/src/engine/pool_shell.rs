@@ -446,15 +446,15 @@ impl Sim<'_> {
                         },
                     );
                 }
-                Action::Ending {
-                    id, reason, stage, ..
-                } => {
-                    self.ending(id, &reason);
-                    self.tr(Tr::Kill {
-                        id: id.0,
-                        force: stage == browserpool::KillStage::Force,
-                        attempt: 1,
-                    });
+                Action::Ending { .. } | Action::Reaped { .. } => {
+                    for t in a.endings() {
+                        self.ending(t.id, &t.reason);
+                        self.tr(Tr::Kill {
+                            id: t.id.0,
+                            force: t.stage == browserpool::KillStage::Force,
+                            attempt: 1,
+                        });
+                    }
                 }
                 Action::Kill {
                     id, stage, attempt, ..
