@@ -19,7 +19,7 @@ use crate::session::{ActivityRef, SessionId};
 pub struct Lease<L: ProcessLauncher> {
     /// Everything a touch needs: the cell sits beside the cells of the sessions launched
     /// around it, and its chunk carries the pool's coarse clock and `max_uses` (see
-    /// [`ActivityRef`]). Touching many sessions in turn streams through the leases (three
+    /// [`ActivityRef`]). Touching many sessions in turn streams through the leases (two
     /// words each) and the cells' dense stamps.
     activity: ActivityRef,
     /// What only the colder calls need, behind one pointer.
@@ -199,11 +199,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_lease_is_three_words() {
+    fn a_lease_is_two_words() {
         // Round-robin touches stream through the leases a server holds: keep them small.
         assert_eq!(
             std::mem::size_of::<Lease<crate::testing::FakeLauncher>>(),
-            24
+            16
         );
     }
 }

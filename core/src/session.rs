@@ -1,6 +1,7 @@
 //! Session identity, why sessions end, and the lock-free activity cell.
 
 use std::fmt;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -186,10 +187,15 @@ const STATE_LIVE: u8 = 0;
 const STATE_ENDED: u8 = 1;
 
 /// Activity cells per [`ActivityRef`] chunk: 2 KiB of stamps in a row. Fewer would
-/// break a round-robin touch's stream every few cache lines; a chunk (about 5 KiB) stays
-/// allocated while any handle on one of its cells lives, so much larger chunks would let
-/// a few long-lived sessions pin more memory.
+/// break a round-robin touch's stream every few cache lines; a chunk (8 KiB with its
+/// reference counts) stays allocated while any handle on one of its cells lives, so much
+/// larger chunks would let a few long-lived sessions pin more memory.
 pub(crate) const CELLS_PER_CHUNK: usize = 256;
+
+/// The size of a chunk's stamp array, and the alignment of the chunk, which starts with
+/// it: a stamp's address rounded down to a multiple of this is its chunk's address, and
+/// the remainder over 8 is its index (see [`ActivityRef`]).
+const STAMPS_BYTES: usize = CELLS_PER_CHUNK * std::mem::size_of::<AtomicU64>();
 
 /// Activity cells allocated together, so that the cells of sessions launched one after
 /// another sit next to each other in memory (a server touching its sessions in turn, or
@@ -202,13 +208,17 @@ pub(crate) const CELLS_PER_CHUNK: usize = 256;
 /// streams through 8 bytes per session, as a plain array of atomics would), and the
 /// operation counters and end flags sit in arrays of their own. The chunk also carries
 /// what every touch needs besides the cell: the pool's coarse clock and `max_uses`.
+///
+/// `repr(C)` with the stamps first and aligned to their size: an [`ActivityRef`] is the
+/// address of one stamp, from which the chunk and the index are computed.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct CellChunk {
+    last_active: Stamps,
     /// The clock [`ActivityRef::touch_coarse`] stamps with (the pool's coarse clock).
     clock: Arc<CoarseClock>,
     /// The pool's `max_uses` (`u64::MAX` without one), read when an operation ends.
     max_uses: u64,
-    last_active: Stamps,
     in_flight: [AtomicU32; CELLS_PER_CHUNK],
     uses: [AtomicU64; CELLS_PER_CHUNK],
     state: [AtomicU8; CELLS_PER_CHUNK],
@@ -217,9 +227,9 @@ pub(crate) struct CellChunk {
 impl CellChunk {
     pub(crate) fn new(max_uses: u64, clock: Arc<CoarseClock>) -> Self {
         CellChunk {
+            last_active: Stamps(std::array::from_fn(|_| AtomicU64::new(0))),
             clock,
             max_uses,
-            last_active: Stamps(std::array::from_fn(|_| AtomicU64::new(0))),
             in_flight: std::array::from_fn(|_| AtomicU32::new(0)),
             uses: std::array::from_fn(|_| AtomicU64::new(0)),
             state: std::array::from_fn(|_| AtomicU8::new(STATE_LIVE)),
@@ -227,15 +237,23 @@ impl CellChunk {
     }
 }
 
-/// The stamps, on cache lines of their own: a touch writes them, and the chunk's other
-/// fields (which every touch reads) must not share a line with them.
+/// The stamps, first in the chunk and aligned to their own size (see [`STAMPS_BYTES`]);
+/// they also sit on cache lines of their own, away from the fields every touch reads.
 #[derive(Debug)]
-#[repr(align(64))]
+#[repr(C, align(2048))]
 struct Stamps([AtomicU64; CELLS_PER_CHUNK]);
+
+// What `ActivityRef`'s address arithmetic relies on.
+const _: () = {
+    assert!(std::mem::size_of::<Stamps>() == STAMPS_BYTES);
+    assert!(std::mem::align_of::<Stamps>() == STAMPS_BYTES);
+    assert!(std::mem::align_of::<CellChunk>() == STAMPS_BYTES);
+    assert!(std::mem::offset_of!(CellChunk, last_active) == 0);
+};
 
 /// A shared handle on one session's activity cell: what a [`Lease`](crate::Lease)
 /// holds and what [`Lifecycle::activity`](crate::Lifecycle::activity) hands out.
-/// Cloning it is one atomic increment.
+/// One word; cloning it is one atomic increment.
 ///
 /// The cell is what client operations write without a lock, with the same operations
 /// and guarantees as a standalone [`Activity`]:
@@ -251,11 +269,49 @@ struct Stamps([AtomicU64; CELLS_PER_CHUNK]);
 ///
 /// The cell stays valid, and keeps saying whether its session ended, for as long as any
 /// handle on it lives, whatever happens to the session or the pool.
-#[derive(Clone)]
 pub struct ActivityRef {
-    chunk: Arc<CellChunk>,
-    /// Below [`CELLS_PER_CHUNK`].
-    idx: u32,
+    /// The session's stamp, `last_active[i]` of a [`CellChunk`] of which this handle owns
+    /// one strong count (taken by `Arc::into_raw` or `Arc::increment_strong_count`, given
+    /// back on drop). The chunk starts at this address rounded down to [`STAMPS_BYTES`]
+    /// (its alignment, with the stamps first) and `i` is the remainder over 8. So the
+    /// handle is one word: a server's lease is two, and touching many sessions in turn
+    /// streams through half the bytes an `Arc` and an index would take.
+    ///
+    /// The pointer was derived from the one `Arc::into_raw` returned, so it carries that
+    /// pointer's provenance over the whole chunk, and rounding its address down gives
+    /// back that pointer.
+    stamp: NonNull<AtomicU64>,
+}
+
+// SAFETY: an `ActivityRef` is a shared, reference-counted handle on a `CellChunk`, like
+// an `Arc<CellChunk>` (which is `Send` and `Sync` because the chunk is: atomics, an
+// `Arc<CoarseClock>` and a `u64`); it never hands out anything but shared references.
+unsafe impl Send for ActivityRef {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for ActivityRef {}
+
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<CellChunk>();
+};
+
+impl Clone for ActivityRef {
+    #[inline]
+    fn clone(&self) -> Self {
+        // SAFETY: `chunk_ptr` is the pointer `Arc::into_raw` returned for a chunk of which
+        // `self` owns a strong count, so the count is at least one.
+        unsafe { Arc::increment_strong_count(self.chunk_ptr()) };
+        ActivityRef { stamp: self.stamp }
+    }
+}
+
+impl Drop for ActivityRef {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: gives back the strong count this handle owns (see `stamp`); the pointer
+        // is the one `Arc::into_raw` returned. The handle is not used afterwards.
+        unsafe { Arc::decrement_strong_count(self.chunk_ptr()) };
+    }
 }
 
 impl ActivityRef {
@@ -270,35 +326,70 @@ impl ActivityRef {
 
     /// Cell `idx` of `chunk` (taken modulo the chunk size).
     pub(crate) fn in_chunk(chunk: Arc<CellChunk>, idx: usize) -> Self {
-        ActivityRef {
-            chunk,
-            idx: (idx % CELLS_PER_CHUNK) as u32,
+        let base = Arc::into_raw(chunk);
+        // The stamps are at offset 0, so stamp `idx` is `idx` words in: within the chunk,
+        // and derived from `base`, whose provenance it keeps.
+        let stamp = base
+            .cast::<AtomicU64>()
+            .wrapping_add(idx % CELLS_PER_CHUNK)
+            .cast_mut();
+        match NonNull::new(stamp) {
+            Some(stamp) => ActivityRef { stamp },
+            // `Arc::into_raw` never returns null, nor does an offset within its data.
+            None => unreachable!("Arc::into_raw returned null"),
         }
     }
 
-    /// The index into the chunk's arrays; below the chunk size by construction, and the
+    /// The chunk's address: the stamp's rounded down to the chunk's alignment. This is
+    /// the pointer `Arc::into_raw` returned, with its provenance.
+    #[inline(always)]
+    fn chunk_ptr(&self) -> *const CellChunk {
+        self.stamp
+            .as_ptr()
+            .map_addr(|a| a & !(STAMPS_BYTES - 1))
+            .cast_const()
+            .cast::<CellChunk>()
+    }
+
+    /// The chunk, alive for as long as `self` (which owns a strong count of it).
+    #[inline(always)]
+    fn chunk(&self) -> &CellChunk {
+        // SAFETY: `chunk_ptr` points to a live `CellChunk` (this handle keeps it alive),
+        // and only shared references to it are ever made.
+        unsafe { &*self.chunk_ptr() }
+    }
+
+    /// The index into the chunk's arrays: below the chunk size by construction, and the
     /// mask lets the compiler see it.
     #[inline(always)]
     fn i(&self) -> usize {
-        self.idx as usize % CELLS_PER_CHUNK
+        (self.stamp.as_ptr().addr() & (STAMPS_BYTES - 1)) / std::mem::size_of::<AtomicU64>()
+            % CELLS_PER_CHUNK
+    }
+
+    /// The session's activity stamp.
+    #[inline(always)]
+    fn stamp(&self) -> &AtomicU64 {
+        // SAFETY: the stamp lives in the chunk this handle keeps alive (see `chunk`).
+        unsafe { self.stamp.as_ref() }
     }
 
     /// Where the activity stamp lives (for tests of the layout).
     #[cfg(test)]
     pub(crate) fn stamp_addr(&self) -> usize {
-        &self.chunk.last_active.0[self.i()] as *const AtomicU64 as usize
+        self.stamp.as_ptr().addr()
     }
 
     /// The pool's `max_uses`, `u64::MAX` if it has none.
     #[inline]
     pub(crate) fn max_uses(&self) -> u64 {
-        self.chunk.max_uses
+        self.chunk().max_uses
     }
 
     /// The time on the pool's coarse clock.
     #[inline]
     pub(crate) fn coarse_now(&self) -> Timestamp {
-        self.chunk.clock.now()
+        self.chunk().clock.now()
     }
 
     /// Stamp activity at the pool's coarse clock's time: one relaxed load of the clock
@@ -314,21 +405,21 @@ impl ActivityRef {
         // A plain store is enough: a concurrent older stamp may win the race, which makes
         // the session look older by at most the spread between concurrent callers (one
         // coarse tick), and the machine's deadline slack covers one tick.
-        self.chunk.last_active.0[self.i()].store(now.0, Ordering::Relaxed);
+        self.stamp().store(now.0, Ordering::Relaxed);
     }
 
     /// When the last activity was stamped.
     #[inline]
     pub fn last_active(&self) -> Timestamp {
-        Timestamp(self.chunk.last_active.0[self.i()].load(Ordering::Relaxed))
+        Timestamp(self.stamp().load(Ordering::Relaxed))
     }
 
     /// Mark an operation as started at `now`: stamps activity, counts a use.
     #[inline]
     pub fn begin_op(&self, now: Timestamp) {
         let i = self.i();
-        self.chunk.in_flight[i].fetch_add(1, Ordering::AcqRel);
-        self.chunk.uses[i].fetch_add(1, Ordering::Relaxed);
+        self.chunk().in_flight[i].fetch_add(1, Ordering::AcqRel);
+        self.chunk().uses[i].fetch_add(1, Ordering::Relaxed);
         self.touch(now);
     }
 
@@ -337,14 +428,14 @@ impl ActivityRef {
     pub fn end_op(&self, now: Timestamp) -> u64 {
         let i = self.i();
         self.touch(now);
-        self.chunk.in_flight[i].fetch_sub(1, Ordering::AcqRel);
-        self.chunk.uses[i].load(Ordering::Relaxed)
+        self.chunk().in_flight[i].fetch_sub(1, Ordering::AcqRel);
+        self.chunk().uses[i].load(Ordering::Relaxed)
     }
 
     /// Operations in flight.
     #[inline]
     pub fn in_flight(&self) -> u32 {
-        self.chunk.in_flight[self.i()].load(Ordering::Acquire)
+        self.chunk().in_flight[self.i()].load(Ordering::Acquire)
     }
 
     /// Whether an operation is in flight.
@@ -355,18 +446,18 @@ impl ActivityRef {
 
     /// Client operations counted so far.
     pub fn uses(&self) -> u64 {
-        self.chunk.uses[self.i()].load(Ordering::Relaxed)
+        self.chunk().uses[self.i()].load(Ordering::Relaxed)
     }
 
     /// Whether teardown of this session has started.
     #[inline]
     pub fn is_ended(&self) -> bool {
-        self.chunk.state[self.i()].load(Ordering::Acquire) == STATE_ENDED
+        self.chunk().state[self.i()].load(Ordering::Acquire) == STATE_ENDED
     }
 
     /// Mark the session as ended; callers holding a handle see it at once.
     pub fn mark_ended(&self) {
-        self.chunk.state[self.i()].store(STATE_ENDED, Ordering::Release);
+        self.chunk().state[self.i()].store(STATE_ENDED, Ordering::Release);
     }
 }
 
@@ -464,5 +555,85 @@ impl Activity {
     /// Mark the session as ended; callers holding a handle see it at once.
     pub fn mark_ended(&self) {
         self.state.store(STATE_ENDED, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod cell_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn chunk(clock_at: u64, max_uses: u64) -> Arc<CellChunk> {
+        let clock = Arc::new(CoarseClock::new(Timestamp(clock_at)));
+        Arc::new(CellChunk::new(max_uses, clock))
+    }
+
+    #[test]
+    fn a_cell_handle_is_one_word() {
+        assert_eq!(std::mem::size_of::<ActivityRef>(), 8);
+        assert_eq!(std::mem::size_of::<Option<ActivityRef>>(), 8);
+    }
+
+    #[test]
+    fn every_cell_of_a_chunk_finds_its_chunk_and_its_own_slots() {
+        let c = chunk(7, 3);
+        let base = Arc::as_ptr(&c).addr();
+        assert_eq!(base % STAMPS_BYTES, 0, "the chunk is aligned to its stamps");
+        let cells: Vec<ActivityRef> = (0..CELLS_PER_CHUNK)
+            .map(|i| ActivityRef::in_chunk(c.clone(), i))
+            .collect();
+        for (i, cell) in cells.iter().enumerate() {
+            assert_eq!(cell.chunk_ptr().addr(), base);
+            assert_eq!(cell.i(), i);
+            assert_eq!(cell.stamp_addr(), base + 8 * i);
+            // Each cell writes its own slot of every array, and nobody else's.
+            cell.touch(Timestamp(1000 + i as u64));
+            cell.begin_op(Timestamp(2000 + i as u64));
+        }
+        for (i, cell) in cells.iter().enumerate() {
+            assert_eq!(cell.last_active(), Timestamp(2000 + i as u64));
+            assert_eq!(cell.in_flight(), 1);
+            assert_eq!(cell.uses(), 1);
+            assert!(!cell.is_ended());
+            assert_eq!(cell.max_uses(), 3);
+            assert_eq!(cell.coarse_now(), Timestamp(7));
+        }
+        cells[5].mark_ended();
+        let ended: Vec<usize> = (0..CELLS_PER_CHUNK)
+            .filter(|&i| cells[i].is_ended())
+            .collect();
+        assert_eq!(ended, vec![5]);
+        // The index is taken modulo the chunk size.
+        let wrapped = ActivityRef::in_chunk(c.clone(), CELLS_PER_CHUNK + 5);
+        assert!(wrapped.is_ended());
+        assert_eq!(wrapped.i(), 5);
+    }
+
+    #[test]
+    fn handles_own_one_count_each_and_the_last_one_frees_the_chunk() {
+        let c = chunk(0, u64::MAX);
+        let weak = Arc::downgrade(&c);
+        let a = ActivityRef::in_chunk(c.clone(), 3);
+        assert_eq!(Arc::strong_count(&c), 2);
+        let b = a.clone();
+        let d = b.clone();
+        assert_eq!(Arc::strong_count(&c), 4);
+        drop(b);
+        assert_eq!(Arc::strong_count(&c), 3);
+        // Moved across threads and dropped there.
+        std::thread::spawn(move || {
+            d.touch(Timestamp(9));
+            drop(d);
+        })
+        .join()
+        .unwrap();
+        assert_eq!(Arc::strong_count(&c), 2);
+        assert_eq!(a.last_active(), Timestamp(9));
+        drop(c);
+        assert!(weak.upgrade().is_some(), "a handle keeps its chunk alive");
+        a.touch(Timestamp(10));
+        assert_eq!(a.last_active(), Timestamp(10));
+        drop(a);
+        assert!(weak.upgrade().is_none(), "the last handle freed the chunk");
     }
 }

@@ -15,7 +15,7 @@
 //! (every entry is re-placed, overflow included) and never shrinks, so it stays within
 //! about twice the peak number of tracked sessions.
 //!
-//! Each slot is split in two arrays: [`Hot`] (40 bytes: id, phase, activity cell, index
+//! Each slot is split in two arrays: [`Hot`] (32 bytes: id, phase, activity cell, index
 //! key) is what reaping, eviction and `Lifecycle::activity` read; [`Cold`] (owner, timers,
 //! the end reason) is read when a session changes phase.
 
