@@ -7,8 +7,9 @@
 //!   [`browserpool::Activity`]; no system-clock read.
 //! - **reap tick** ([`OursReap`]): one [`Lifecycle::handle_timeout`] plus draining
 //!   [`Lifecycle::poll_action`] (one `Reaped` naming every reaped session with its first
-//!   kill, or an `Ending` when one session is reaped) and reading out the ids of the
-//!   reaped sessions, on a machine tracking `n` live sessions. What the backend then does (kill
+//!   kill, or an `Ending` when one session is reaped), reading out the ids of the
+//!   reaped sessions and giving the batch back ([`Lifecycle::recycle`], as the pool
+//!   does), on a machine tracking `n` live sessions. What the backend then does (kill
 //!   the process tree, remove the directory) is not measured; the `Gone`/`DirRemoved`
 //!   reports and the relaunch of replacements happen in the unmeasured restore.
 //! - **evict** ([`OursEvict`]): at capacity under [`CapacityPolicy::EvictLru`]: `acquire`
@@ -196,6 +197,7 @@ impl ReapFixture for OursReap {
                 Action::Ending { id, .. } => self.reaped.push((g, id)),
                 Action::Reaped { sessions, .. } => {
                     self.reaped.extend(sessions.iter().map(|&(id, _)| (g, id)));
+                    self.m.recycle(sessions);
                 }
                 _ => {}
             }

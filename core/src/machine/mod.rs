@@ -386,8 +386,11 @@ pub struct Lifecycle {
     spares: Spares,
     memory: MemoryBook,
     /// The sessions the reap in progress has reaped (see [`Action::Reaped`]); empty
-    /// between reaps, kept for its capacity.
+    /// between reaps. Its room is what the shell gave back ([`Lifecycle::recycle`]), or
+    /// is reserved when the next reap reaps its first session.
     reaped: Vec<(SessionId, Duration)>,
+    /// How many sessions the last `Reaped` named: the room reserved for the next one.
+    reaped_hint: usize,
 }
 
 impl Lifecycle {
@@ -423,6 +426,7 @@ impl Lifecycle {
             spares: Spares::default(),
             memory: MemoryBook::default(),
             reaped: Vec::new(),
+            reaped_hint: 0,
         })
     }
 
@@ -593,6 +597,18 @@ impl Lifecycle {
     #[inline]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
+    }
+
+    /// Give back the `sessions` of an [`Action::Reaped`] once it has been carried out, so
+    /// that a later reap reuses its room instead of allocating. Optional: without it each
+    /// `Reaped` allocates its vector. Its contents are ignored (it is cleared), and a
+    /// vector with room for more than a few thousand sessions is dropped instead.
+    pub fn recycle(&mut self, mut sessions: Vec<(SessionId, Duration)>) {
+        if sessions.capacity() > REAPED_KEPT || sessions.capacity() <= self.reaped.capacity() {
+            return;
+        }
+        sessions.clear();
+        self.reaped = sessions;
     }
 
     /// When [`Lifecycle::handle_timeout`] should next be called, if anything is pending.
@@ -1415,10 +1431,10 @@ impl Lifecycle {
                 let (stage, wait) = self.first_kill(&EndReason::IdleReaped {
                     idle_for: Duration::ZERO,
                 });
-                // The batch moves into the action; the next reap starts with room for as
-                // many (at most `REAPED_KEPT`, so one huge reap does not pin its buffer).
-                let sessions =
-                    std::mem::replace(&mut reaped, Vec::with_capacity(n.min(REAPED_KEPT)));
+                // The batch moves into the action, room and all; the next reap gets room
+                // back from the shell, or reserves as much as this one needed.
+                self.reaped_hint = n;
+                let sessions = std::mem::take(&mut reaped);
                 self.actions.push_back(Action::Reaped {
                     sessions,
                     stage,
@@ -1491,6 +1507,9 @@ impl Lifecycle {
             self.totals.reaped += 1;
             let left = stop_entry(&mut e, EndReason::IdleReaped { idle_for }, stage);
             self.forget_ending(id, "idle", left);
+            if reaped.capacity() == 0 {
+                reaped.reserve(self.reaped_hint.clamp(2, REAPED_KEPT));
+            }
             reaped.push((id, idle_for));
         }
         self.victim_loop_stuck("reap_idle");
@@ -1892,8 +1911,8 @@ fn stop_entry(e: &mut table::Entry<'_>, reason: EndReason, stage: KillStage) -> 
     }
 }
 
-/// The most sessions whose room [`Lifecycle::reap_idle`] keeps between reaps (24 bytes
-/// each).
+/// The most sessions whose room [`Lifecycle::reap_idle`] reserves ahead, or keeps from a
+/// recycled batch, between reaps (24 bytes each): one huge reap does not pin its room.
 const REAPED_KEPT: usize = 4096;
 
 /// The idle deadline for a session last active at `key`, rounded up to the reap-interval

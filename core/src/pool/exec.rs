@@ -187,6 +187,9 @@ impl<L: ProcessLauncher> Inner<L> {
                             wait,
                         });
                     }
+                    if let Action::Reaped { sessions, .. } = action {
+                        st.machine.recycle(sessions);
+                    }
                 }
                 Action::Kill {
                     id,
