@@ -1508,7 +1508,7 @@ impl Lifecycle {
             let left = stop_entry(&mut e, EndReason::IdleReaped { idle_for }, stage);
             self.forget_ending(id, "idle", left);
             if reaped.capacity() == 0 {
-                reaped.reserve(self.reaped_hint.clamp(2, REAPED_KEPT));
+                reaped.reserve_exact(self.reaped_hint.clamp(2, REAPED_KEPT));
             }
             reaped.push((id, idle_for));
         }

@@ -316,6 +316,56 @@ fn a_reap_of_several_sessions_is_one_reaped_action_in_stamp_order() {
 }
 
 #[test]
+fn a_recycled_reaped_batch_is_reused_by_the_next_reap() {
+    let mut h = H::new(PoolConfig {
+        max_browsers: 4,
+        ..cfg()
+    });
+    let ids = |v: &[(SessionId, Duration)]| v.iter().map(|s| s.0).collect::<Vec<_>>();
+    let first = [h.live(), h.live()];
+    h.at(10 * S);
+    let acts = h.tick();
+    for id in first {
+        h.complete(&acts, id);
+    }
+    let Some(Action::Reaped { sessions, .. }) = acts.into_iter().next() else {
+        panic!("expected one Reaped");
+    };
+    assert_eq!(ids(&sessions), first);
+    // Not recycled: the next reap reserves room for as many as the last one named.
+    assert_eq!(sessions.capacity(), 2);
+    // A recycled vector (whatever it held) carries the next batch, room and all.
+    let mut given = Vec::with_capacity(1000);
+    given.push((SessionId(999), Duration::ZERO));
+    h.m.recycle(given);
+    let second = [h.live(), h.live()];
+    h.at(20 * S);
+    let acts = h.tick();
+    let Some(Action::Reaped { sessions, .. }) = acts.first() else {
+        panic!("expected one Reaped, got {acts:?}");
+    };
+    assert_eq!(ids(sessions), second);
+    assert_eq!(
+        sessions.capacity(),
+        1000,
+        "the recycled vector carries the batch"
+    );
+    for id in second {
+        h.complete(&acts, id);
+    }
+    // One with room for more than `REAPED_KEPT` is not kept.
+    h.m.recycle(Vec::with_capacity(REAPED_KEPT + 1));
+    let third = [h.live(), h.live()];
+    h.at(30 * S);
+    let Some(Action::Reaped { sessions, .. }) = h.tick().pop() else {
+        panic!("expected one Reaped");
+    };
+    assert_eq!(ids(&sessions), third);
+    assert_eq!(sessions.capacity(), 2);
+    h.m.check_invariants().unwrap();
+}
+
+#[test]
 fn touch_defers_reaping_lazily() {
     let mut h = H::new(cfg());
     let id = h.live();
