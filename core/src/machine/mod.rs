@@ -1411,14 +1411,17 @@ impl Lifecycle {
         if self.idle_ms.is_none() {
             return;
         }
+        // Every idle session gets the same first kill.
+        let (stage, wait) = self.first_kill(&EndReason::IdleReaped {
+            idle_for: Duration::ZERO,
+        });
         let mut reaped = std::mem::take(&mut self.reaped);
-        self.reap_into(now, &mut reaped);
+        self.reap_into(now, stage, &mut reaped);
         match reaped.len() {
             0 => {}
             1 => {
                 let (id, idle_for) = reaped[0];
                 let reason = EndReason::IdleReaped { idle_for };
-                let (stage, wait) = self.first_kill(&reason);
                 self.actions.push_back(Action::Ending {
                     id,
                     reason,
@@ -1428,9 +1431,6 @@ impl Lifecycle {
                 reaped.clear();
             }
             n => {
-                let (stage, wait) = self.first_kill(&EndReason::IdleReaped {
-                    idle_for: Duration::ZERO,
-                });
                 // The batch moves into the action, room and all; the next reap gets room
                 // back from the shell, or reserves as much as this one needed.
                 self.reaped_hint = n;
@@ -1445,14 +1445,16 @@ impl Lifecycle {
         self.reaped = reaped;
     }
 
-    /// [`Lifecycle::reap_idle`]'s loop: tears the idle sessions down and adds them to
-    /// `reaped`.
+    /// [`Lifecycle::reap_idle`]'s loop: tears the idle sessions down, with a first kill
+    /// at `stage`, and adds them to `reaped`.
     #[inline(always)]
-    fn reap_into(&mut self, now: Timestamp, reaped: &mut Vec<(SessionId, Duration)>) {
+    fn reap_into(
+        &mut self,
+        now: Timestamp,
+        stage: KillStage,
+        reaped: &mut Vec<(SessionId, Duration)>,
+    ) {
         let expired = IdleCutoff::new(self.idle_ms, self.grid_ms, now);
-        let (stage, _) = self.first_kill(&EndReason::IdleReaped {
-            idle_for: Duration::ZERO,
-        });
         // The last stamp seen and the idle time it gives.
         let mut last = (Timestamp::MAX, Duration::ZERO);
         // Each indexed session is taken out at most once per tick: it is torn down,
